@@ -1,0 +1,127 @@
+#!/usr/bin/env bash
+# Builds huatuo-bamai and installs whatever the build and tests need.
+#
+#   ./build.sh            install missing tools, build _output/bin/huatuo-bamai
+#   ./build.sh test       the same, then run every test (fmt, lint, check, unit, integration)
+#   ./build.sh deps       install missing tools only
+#
+# Deno comes from the npm registry (package @deno/linux-<arch>-glibc, pinned
+# below) into .tools/ when a 2.9.x deno is not on PATH; system packages come
+# from Debian. The binary is a `deno compile` executable when Deno's runtime
+# (denort) can be obtained — set DENORT_BIN to a local denort to use one — and
+# otherwise a `deno bundle` file plus a launcher at the same path.
+set -euo pipefail
+
+DENO_VERSION=2.9.6
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+OUT="$ROOT/_output"
+TOOLS="$ROOT/.tools"
+
+log() { printf 'build.sh: %s\n' "$*" >&2; }
+
+apt_updated=0
+apt_install() {
+  [ "$(id -u)" = 0 ] || { log "need root to install: $*"; return 1; }
+  if [ "$apt_updated" = 0 ]; then
+    DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    apt_updated=1
+  fi
+  log "installing Debian packages: $*"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+}
+
+# need COMMAND PACKAGE: install PACKAGE when COMMAND is missing.
+need() {
+  command -v "$1" >/dev/null 2>&1 || apt_install "$2"
+}
+
+ensure_deno() {
+  if command -v deno >/dev/null 2>&1 && deno --version 2>/dev/null | grep -q "^deno 2\.9\."; then
+    DENO=$(command -v deno)
+  else
+    DENO="$TOOLS/deno-$DENO_VERSION/deno"
+    if [ ! -x "$DENO" ]; then
+      need npm npm
+      local arch
+      case "$(uname -m)" in
+        x86_64) arch=x64 ;;
+        aarch64) arch=arm64 ;;
+        *) log "no Deno build for $(uname -m)"; exit 1 ;;
+      esac
+      log "installing Deno $DENO_VERSION from the npm registry (@deno/linux-$arch-glibc)"
+      local tmp
+      tmp=$(mktemp -d)
+      (cd "$tmp" && npm pack --silent "@deno/linux-$arch-glibc@$DENO_VERSION" >/dev/null && tar xzf ./*.tgz)
+      mkdir -p "$(dirname "$DENO")"
+      install -m 0755 "$tmp/package/deno" "$DENO"
+      rm -rf "$tmp"
+    fi
+  fi
+  export PATH="$(dirname "$DENO"):$PATH"
+  export DENO_NO_UPDATE_CHECK=1 NO_COLOR=1
+}
+
+ensure_build_deps() {
+  ensure_deno
+  # libbpf is dlopened at run time.
+  [ -e /usr/lib/x86_64-linux-gnu/libbpf.so.1 ] || [ -e /usr/lib/aarch64-linux-gnu/libbpf.so.1 ] || apt_install libbpf1
+}
+
+ensure_test_deps() {
+  need promtool prometheus
+  need prometheus-node-exporter prometheus-node-exporter
+  need unshare util-linux
+  need ip iproute2
+  need tc iproute2
+  need ping iputils-ping
+  need curl curl
+}
+
+build_agent() {
+  cd "$ROOT"
+  "$DENO" install --frozen >/dev/null
+  rm -rf "$OUT/bin" "$OUT/lib"
+  mkdir -p "$OUT/bin"
+  local bin="$OUT/bin/huatuo-bamai"
+  if "$DENO" compile --allow-all --frozen --output "$bin" main.ts >"$OUT/compile.log" 2>&1; then
+    log "built $bin: deno compile single executable${DENORT_BIN:+ (runtime from DENORT_BIN=$DENORT_BIN)}"
+    return
+  fi
+  log "deno compile unavailable ($(grep -m1 -i 'error' "$OUT/compile.log" || echo 'see _output/compile.log')); falling back to deno bundle + launcher"
+  local lib="$OUT/lib/huatuo-bamai"
+  mkdir -p "$lib"
+  "$DENO" bundle --quiet --platform=deno --frozen --output "$lib/huatuo-bamai.js" main.ts
+  install -m 0755 "$DENO" "$lib/deno"
+  cat >"$bin" <<'LAUNCHER'
+#!/bin/sh
+# huatuo-bamai launcher (deno bundle build): runs the bundled agent on the
+# Deno runtime shipped beside it; needs nothing else from the host.
+lib=$(dirname -- "$(readlink -f -- "$0")")/../lib/huatuo-bamai
+DENO_NO_UPDATE_CHECK=1 DENO_NO_PROMPT=1 exec "$lib/deno" run --allow-all --no-config --no-lock --cached-only --quiet "$lib/huatuo-bamai.js" "$@"
+LAUNCHER
+  chmod 0755 "$bin"
+  log "built $bin: deno bundle + launcher (bundle $(du -h "$lib/huatuo-bamai.js" | cut -f1))"
+}
+
+cmd=${1:-build}
+case "$cmd" in
+  deps)
+    ensure_build_deps
+    ensure_test_deps
+    ;;
+  build)
+    ensure_build_deps
+    build_agent
+    ;;
+  test)
+    ensure_build_deps
+    ensure_test_deps
+    build_agent
+    cd "$ROOT"
+    "$DENO" task test
+    ;;
+  *)
+    echo "usage: $0 [build|test|deps]" >&2
+    exit 2
+    ;;
+esac

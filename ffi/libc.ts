@@ -1,0 +1,223 @@
+// libc bindings for the few syscalls Deno has no API for (netlink sockets,
+// statvfs, sysconf). The library is opened lazily on first use, so importing
+// this module costs nothing and needs no --allow-ffi until a call is made.
+// FFI facts (ARCHITECTURE §4): 64-bit results come back as BigInt, and errno
+// must be read through __errno_location() right after the failing call.
+
+const SYMBOLS = {
+  socket: { parameters: ["i32", "i32", "i32"], result: "i32" },
+  bind: { parameters: ["i32", "buffer", "u32"], result: "i32" },
+  sendto: { parameters: ["i32", "buffer", "usize", "i32", "buffer", "u32"], result: "isize" },
+  recvfrom: { parameters: ["i32", "buffer", "usize", "i32", "buffer", "buffer"], result: "isize" },
+  close: { parameters: ["i32"], result: "i32" },
+  setsockopt: { parameters: ["i32", "i32", "i32", "buffer", "u32"], result: "i32" },
+  getsockopt: { parameters: ["i32", "i32", "i32", "buffer", "buffer"], result: "i32" },
+  sysconf: { parameters: ["i32"], result: "i64" },
+  statvfs: { parameters: ["buffer", "buffer"], result: "i32" },
+  __errno_location: { parameters: [], result: "pointer" },
+  strerror: { parameters: ["i32"], result: "pointer" },
+} as const;
+
+type Libc = Deno.DynamicLibrary<typeof SYMBOLS>["symbols"];
+
+let lib: Libc | undefined;
+
+function libc(): Libc {
+  lib ??= Deno.dlopen("libc.so.6", SYMBOLS).symbols;
+  return lib;
+}
+
+// Socket constants (x86_64 / generic Linux ABI).
+export const AF_UNSPEC = 0;
+export const AF_NETLINK = 16;
+export const AF_PACKET = 17;
+export const SOCK_RAW = 3;
+export const SOCK_CLOEXEC = 0o2000000;
+export const NETLINK_ROUTE = 0;
+export const SOL_SOCKET = 1;
+export const SO_SNDBUF = 7;
+export const SO_RCVBUF = 8;
+export const SO_RCVTIMEO = 20;
+export const SOL_NETLINK = 270;
+export const MSG_TRUNC = 0x20;
+export const _SC_PAGESIZE = 30;
+
+export const EINTR = 4;
+export const EAGAIN = 11;
+
+const ERRNO_NAMES: Record<number, string> = {
+  1: "EPERM",
+  2: "ENOENT",
+  3: "ESRCH",
+  4: "EINTR",
+  5: "EIO",
+  9: "EBADF",
+  11: "EAGAIN",
+  12: "ENOMEM",
+  13: "EACCES",
+  14: "EFAULT",
+  16: "EBUSY",
+  17: "EEXIST",
+  19: "ENODEV",
+  20: "ENOTDIR",
+  22: "EINVAL",
+  23: "ENFILE",
+  24: "EMFILE",
+  28: "ENOSPC",
+  32: "EPIPE",
+  38: "ENOSYS",
+  61: "ENODATA",
+  75: "EOVERFLOW",
+  88: "ENOTSOCK",
+  90: "EMSGSIZE",
+  93: "EPROTONOSUPPORT",
+  95: "EOPNOTSUPP",
+  97: "EAFNOSUPPORT",
+  98: "EADDRINUSE",
+  105: "ENOBUFS",
+  110: "ETIMEDOUT",
+  111: "ECONNREFUSED",
+};
+
+const FAMILY_NAMES: Record<number, string> = { 0: "AF_UNSPEC", 1: "AF_UNIX", 2: "AF_INET", 10: "AF_INET6" };
+FAMILY_NAMES[AF_NETLINK] = "AF_NETLINK";
+FAMILY_NAMES[AF_PACKET] = "AF_PACKET";
+
+/** Symbolic name of an errno value, e.g. 1 → "EPERM"; unknown values → "errno 123". */
+export function errnoName(errno: number): string {
+  return ERRNO_NAMES[errno] ?? `errno ${errno}`;
+}
+
+/** A failed libc call (or a netlink error reply); `errno` is positive. */
+export class ErrnoError extends Error {
+  constructor(readonly call: string, readonly errno: number) {
+    super(`${call}: ${errnoName(errno)} (${strerror(errno)})`);
+    this.name = "ErrnoError";
+  }
+
+  get code(): string {
+    return errnoName(this.errno);
+  }
+}
+
+/** The calling thread's errno; only meaningful right after a failed call. */
+export function errno(): number {
+  const p = libc().__errno_location();
+  if (p === null) return 0;
+  return new Deno.UnsafePointerView(p).getInt32(0);
+}
+
+export function strerror(n: number): string {
+  // strerror is not thread safe, but Deno runs FFI calls on the JS thread.
+  const p = libc().strerror(n);
+  if (p === null) return `Unknown error ${n}`;
+  return Deno.UnsafePointerView.getCString(p);
+}
+
+function fail(call: string): never {
+  throw new ErrnoError(call, errno());
+}
+
+export function socket(domain: number, type: number, protocol: number): number {
+  const fd = libc().socket(domain, type, protocol);
+  if (fd < 0) fail(`socket(${FAMILY_NAMES[domain] ?? domain})`);
+  return fd;
+}
+
+export function bind(fd: number, addr: Uint8Array<ArrayBuffer>): void {
+  if (libc().bind(fd, addr, addr.byteLength) < 0) fail("bind");
+}
+
+/** Sends `buf` to `addr` (null for a connected socket); returns bytes sent. Retries on EINTR. */
+export function sendto(
+  fd: number,
+  buf: Uint8Array<ArrayBuffer>,
+  flags: number,
+  addr: Uint8Array<ArrayBuffer> | null,
+): number {
+  for (;;) {
+    const n = libc().sendto(fd, buf, BigInt(buf.byteLength), flags, addr, addr?.byteLength ?? 0);
+    if (n >= 0n) return Number(n);
+    const e = errno();
+    if (e !== EINTR) throw new ErrnoError("sendto", e);
+  }
+}
+
+/** Receives one datagram into `buf`; returns its length (the full length with MSG_TRUNC). Retries on EINTR. */
+export function recv(fd: number, buf: Uint8Array<ArrayBuffer>, flags: number): number {
+  for (;;) {
+    const n = libc().recvfrom(fd, buf, BigInt(buf.byteLength), flags, null, null);
+    if (n >= 0n) return Number(n);
+    const e = errno();
+    if (e !== EINTR) throw new ErrnoError("recvfrom", e);
+  }
+}
+
+export function close(fd: number): void {
+  if (libc().close(fd) < 0) fail("close");
+}
+
+export function setsockopt(fd: number, level: number, name: number, value: Uint8Array<ArrayBuffer>): void {
+  if (libc().setsockopt(fd, level, name, value, value.byteLength) < 0) fail(`setsockopt(${level}, ${name})`);
+}
+
+/** Fills `value` with the option; returns the length the kernel wrote. */
+export function getsockopt(fd: number, level: number, name: number, value: Uint8Array<ArrayBuffer>): number {
+  const len = new Uint32Array([value.byteLength]);
+  if (libc().getsockopt(fd, level, name, value, len) < 0) fail(`getsockopt(${level}, ${name})`);
+  return len[0];
+}
+
+/** setsockopt with one native int value. */
+export function setsockoptInt(fd: number, level: number, name: number, value: number): void {
+  setsockopt(fd, level, name, new Uint8Array(new Int32Array([value]).buffer));
+}
+
+export function sysconf(name: number): number {
+  const v = libc().sysconf(name);
+  if (v < 0n) fail(`sysconf(${name})`);
+  return Number(v);
+}
+
+let cachedPageSize: number | undefined;
+
+export function pageSize(): number {
+  cachedPageSize ??= sysconf(_SC_PAGESIZE);
+  return cachedPageSize;
+}
+
+export interface StatVfs {
+  bsize: number;
+  frsize: number;
+  blocks: number;
+  bfree: number;
+  bavail: number;
+  files: number;
+  ffree: number;
+  favail: number;
+  flag: number;
+  namemax: number;
+}
+
+// x86_64 struct statvfs: 11 unsigned longs (bsize, frsize, blocks, bfree,
+// bavail, files, ffree, favail, fsid, flag, namemax), then int __spare[6].
+const STATVFS_SIZE = 112;
+
+export function statvfs(path: string): StatVfs {
+  const cpath = new TextEncoder().encode(path + "\0");
+  const out = new BigUint64Array(STATVFS_SIZE / 8);
+  if (libc().statvfs(cpath, out) < 0) fail(`statvfs(${path})`);
+  const f = (i: number) => Number(out[i]);
+  return {
+    bsize: f(0),
+    frsize: f(1),
+    blocks: f(2),
+    bfree: f(3),
+    bavail: f(4),
+    files: f(5),
+    ffree: f(6),
+    favail: f(7),
+    flag: f(9),
+    namemax: f(10),
+  };
+}

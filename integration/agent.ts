@@ -1,0 +1,112 @@
+// Starts the real built binary (_output/bin/huatuo-bamai) for end-to-end tests.
+
+export const ROOT = new URL("..", import.meta.url).pathname.replace(/\/$/, "");
+export const BINARY = `${ROOT}/_output/bin/huatuo-bamai`;
+export const SHIPPED_CONF = `${ROOT}/huatuo-bamai.conf`;
+
+export function isRoot(): boolean {
+  return Deno.uid() === 0;
+}
+
+export function freePort(): number {
+  const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = (l.addr as Deno.NetAddr).port;
+  l.close();
+  return port;
+}
+
+/** The shipped config with the listen address moved to 127.0.0.1:port and optional extra TOML edits. */
+export function confWithPort(port: number, edit: (text: string) => string = (t) => t): string {
+  const text = Deno.readTextFileSync(SHIPPED_CONF);
+  const replaced = text.replace(/^\s*#\s*TCPAddr = ":19704"\s*$/m, `\tTCPAddr = "127.0.0.1:${port}"`);
+  if (replaced === text) throw new Error("shipped config has no commented TCPAddr line to replace");
+  return edit(replaced);
+}
+
+export interface RunningAgent {
+  port: number;
+  url: string;
+  dir: string;
+  child: Deno.ChildProcess;
+  output: () => string;
+  /** Sends a signal and waits for exit; returns the exit code and how long it took. */
+  stop: (signal?: Deno.Signal) => Promise<{ code: number; ms: number }>;
+}
+
+export interface StartOptions {
+  args?: string[];
+  /** Config text; by default the shipped config on a free port. */
+  conf?: (port: number) => string;
+  /** Run inside `unshare --uts` with this hostname. */
+  hostname?: string;
+  waitReady?: boolean;
+}
+
+export async function startAgent(opts: StartOptions = {}): Promise<RunningAgent> {
+  await Deno.stat(BINARY).catch(() => {
+    throw new Error(`${BINARY} is missing: run ./build.sh first`);
+  });
+  const port = freePort();
+  const dir = Deno.makeTempDirSync({ prefix: "huatuo-it-" });
+  Deno.writeTextFileSync(`${dir}/huatuo-bamai.conf`, (opts.conf ?? ((p) => confWithPort(p)))(port));
+  const agentArgs = ["--config-dir", dir, ...(opts.args ?? [])];
+  const [cmd, args] = opts.hostname
+    ? ["unshare", ["--uts", "sh", "-c", `hostname ${opts.hostname} && exec "$0" "$@"`, BINARY, ...agentArgs]]
+    : [BINARY, agentArgs];
+  const child = new Deno.Command(cmd, { args, cwd: ROOT, stdout: "piped", stderr: "piped" }).spawn();
+  let out = "";
+  const dec = new TextDecoder();
+  const pump = async (s: ReadableStream<Uint8Array>) => {
+    for await (const chunk of s) out += dec.decode(chunk);
+  };
+  const pumps = Promise.all([pump(child.stdout), pump(child.stderr)]);
+  const url = `http://127.0.0.1:${port}`;
+  const agent: RunningAgent = {
+    port,
+    url,
+    dir,
+    child,
+    output: () => out,
+    stop: async (signal: Deno.Signal = "SIGTERM") => {
+      const t0 = performance.now();
+      try {
+        child.kill(signal);
+      } catch { /* already exited */ }
+      const status = await child.status;
+      await pumps;
+      Deno.removeSync(dir, { recursive: true });
+      return { code: status.code, ms: performance.now() - t0 };
+    },
+  };
+  if (opts.waitReady !== false) await waitReady(agent);
+  return agent;
+}
+
+export async function waitReady(agent: RunningAgent, timeoutMs = 30_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  let exited = false;
+  agent.child.status.then(() => exited = true);
+  while (Date.now() < deadline) {
+    if (exited) throw new Error(`agent exited before ready:\n${agent.output()}`);
+    try {
+      const res = await fetch(`${agent.url}/readyz`);
+      await res.body?.cancel();
+      if (res.status === 200) return;
+    } catch { /* not listening yet */ }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`agent not ready after ${timeoutMs} ms:\n${agent.output()}`);
+}
+
+export async function scrape(agent: RunningAgent): Promise<string> {
+  const res = await fetch(`${agent.url}/metrics`);
+  if (res.status !== 200) throw new Error(`/metrics: HTTP ${res.status}`);
+  return await res.text();
+}
+
+/** Runs the binary to completion (for flag and config errors). */
+export async function runBinary(args: string[], cwd = ROOT): Promise<{ code: number; stderr: string; stdout: string }> {
+  const out = await new Deno.Command(BINARY, { args, cwd, stdout: "piped", stderr: "piped" }).output();
+  const dec = new TextDecoder();
+  return { code: out.code, stdout: dec.decode(out.stdout), stderr: dec.decode(out.stderr) };
+}

@@ -1,0 +1,160 @@
+// Wires the agent: config → logger → collectors → HTTP server, and owns the
+// lifecycle (readiness, signals, clean shutdown within 5 s).
+
+import { type CliOptions, configPath } from "./cli/flags.ts";
+import { ConfigError, loadConfig } from "./config/load.ts";
+import { type Config, defaultConfig } from "./config/schema.ts";
+import { HostFs } from "./host/fs.ts";
+import { createLogger, type Logger } from "./log/logger.ts";
+import type { Collector, CollectorContext } from "./metrics/collector.ts";
+import { COLLECTORS } from "./metrics/collectors/index.ts";
+import { Registry } from "./metrics/registry.ts";
+import { ListenError, startServer } from "./server/http.ts";
+import { parseListenAddr } from "./server/listen.ts";
+import { RuntimeCgroup } from "./runtime/cgroup.ts";
+import { VERSION } from "./version.ts";
+
+export const EXIT_OK = 0;
+export const EXIT_FAILURE = 1;
+export const EXIT_USAGE = 2;
+
+const SHUTDOWN_TIMEOUT_MS = 5000;
+
+/** Loads the config named by the flags; a missing default file means defaults. */
+export async function resolveConfig(opts: CliOptions, warn: (msg: string) => void): Promise<Config> {
+  const path = configPath(opts);
+  if (!opts.configExplicit) {
+    try {
+      await Deno.stat(path);
+    } catch {
+      warn(`config ${path} not found; running with defaults`);
+      return defaultConfig();
+    }
+  }
+  return await loadConfig(path);
+}
+
+export function applyFlags(config: Config, opts: CliOptions): Config {
+  const blackList = [...new Set([...config.BlackList, ...opts.disableTracing])];
+  const level = opts.logDebug ? "Debug" : config.Log.Level;
+  return { ...config, BlackList: blackList, Log: { ...config.Log, Level: level } };
+}
+
+/** Builds the collectors not in BlackList; one that cannot be created reports its error at every scrape. */
+export function buildRegistry(ctx: CollectorContext, constLabels: Record<string, string>): Registry {
+  const registry = new Registry(constLabels, ctx.log);
+  for (const def of COLLECTORS) {
+    if (ctx.config.BlackList.includes(def.name)) {
+      ctx.log.info("collector disabled by BlackList", { collector: def.name });
+      continue;
+    }
+    let collector: Collector;
+    try {
+      collector = def.create(ctx);
+    } catch (err) {
+      const error = err instanceof Error ? err.message : String(err);
+      ctx.log.error("collector cannot start", { collector: def.name, error });
+      collector = { name: def.name, collect: () => Promise.reject(new Error(error)) };
+    }
+    registry.register(collector);
+  }
+  return registry;
+}
+
+export async function runAgent(opts: CliOptions): Promise<number> {
+  let config: Config;
+  try {
+    config = applyFlags(await resolveConfig(opts, (m) => console.error(`huatuo-bamai: ${m}`)), opts);
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      console.error(`huatuo-bamai: ${err.message}`);
+      return EXIT_USAGE;
+    }
+    throw err;
+  }
+
+  let log: Logger;
+  try {
+    log = createLogger({ level: config.Log.Level, file: config.Log.File || undefined });
+  } catch (err) {
+    console.error(`huatuo-bamai: Log.File ${config.Log.File}: ${err instanceof Error ? err.message : err}`);
+    return EXIT_USAGE;
+  }
+  log.info("huatuo-bamai starting", {
+    version: VERSION,
+    region: opts.region,
+    config: configPath(opts),
+    procfs_prefix: opts.procfsPrefix || "/",
+    storage: opts.disableStorage ? "disabled" : "enabled",
+    kubelet: opts.disableKubelet ? "disabled" : "enabled",
+  });
+
+  let cgroup: RuntimeCgroup | undefined;
+  if (opts.enableCgroup) {
+    try {
+      cgroup = await RuntimeCgroup.enter(config.RuntimeCgroup, log);
+    } catch (err) {
+      log.error("cannot confine the agent in its cgroup", { error: String(err) });
+      log.close();
+      return EXIT_FAILURE;
+    }
+  }
+
+  const fs = new HostFs(opts.procfsPrefix);
+  const host = Deno.hostname();
+  const registry = buildRegistry({ fs, config, log }, { host, region: opts.region });
+  let ready = false;
+
+  let server: Deno.HttpServer<Deno.NetAddr>;
+  try {
+    server = startServer(parseListenAddr(config.APIServer.TCPAddr), {
+      registry,
+      log,
+      version: { version: VERSION, deno: Deno.version.deno, v8: Deno.version.v8 },
+      isReady: () => ready,
+    });
+  } catch (err) {
+    if (!(err instanceof ListenError)) throw err;
+    log.error(err.message);
+    registry.close();
+    await cgroup?.leave();
+    log.close();
+    return EXIT_FAILURE;
+  }
+
+  await cgroup?.started();
+  ready = true;
+  log.info("huatuo-bamai ready", { collectors: registry.names.join(",") });
+
+  let stopping: Promise<number> | undefined;
+  const stop = (why: string): Promise<number> => {
+    stopping ??= (async () => {
+      ready = false;
+      log.info("shutting down", { reason: why });
+      const timer = setTimeout(() => {
+        log.error("shutdown took longer than 5s; exiting");
+        Deno.exit(EXIT_FAILURE);
+      }, SHUTDOWN_TIMEOUT_MS);
+      await server.shutdown();
+      registry.close();
+      await cgroup?.leave();
+      clearTimeout(timer);
+      log.info("stopped");
+      log.close();
+      return EXIT_OK;
+    })();
+    return stopping;
+  };
+
+  if (opts.dryRun) {
+    const { results, seriesCount } = await registry.scrape();
+    const failed = results.filter((r) => r.error !== undefined).map((r) => r.name);
+    log.info("dry run scrape", { series: seriesCount, collectors: results.length, failed: failed.join(",") });
+    return await stop("dry run");
+  }
+
+  const signals: Deno.Signal[] = ["SIGTERM", "SIGINT"];
+  return await new Promise<number>((resolve) => {
+    for (const sig of signals) Deno.addSignalListener(sig, () => stop(sig).then(resolve));
+  });
+}

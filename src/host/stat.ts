@@ -1,0 +1,55 @@
+// /proc/stat: the aggregate "cpu" line, in USER_HZ ticks.
+
+import { SourceError } from "./fs.ts";
+
+export interface CpuTimes {
+  user: number;
+  nice: number;
+  system: number;
+  idle: number;
+  iowait: number;
+  irq: number;
+  softirq: number;
+  steal: number;
+  // guest and guest_nice are already included in user and nice.
+}
+
+export function parseCpuTotal(text: string, path = "stat"): CpuTimes {
+  const line = text.split("\n").find((l) => l.startsWith("cpu "));
+  if (!line) throw new SourceError(path, 'no aggregate "cpu" line');
+  const f = line.trim().split(/\s+/).slice(1);
+  if (f.length < 8 || f.slice(0, 8).some((x) => !/^\d+$/.test(x))) {
+    throw new SourceError(path, `"cpu" line: expected at least 8 tick counters, found ${JSON.stringify(line)}`);
+  }
+  const [user, nice, system, idle, iowait, irq, softirq, steal] = f.slice(0, 8).map(Number);
+  return { user, nice, system, idle, iowait, irq, softirq, steal };
+}
+
+export interface CpuUtil {
+  /** Percent of all CPUs' time, 0..100. */
+  usr: number;
+  sys: number;
+  total: number;
+}
+
+/** Utilisation between two readings; `prev` of all zeros gives the since-boot average. */
+export function cpuUtil(prev: CpuTimes, cur: CpuTimes): CpuUtil | undefined {
+  const sum = (t: CpuTimes) => t.user + t.nice + t.system + t.idle + t.iowait + t.irq + t.softirq + t.steal;
+  const all = sum(cur) - sum(prev);
+  if (all <= 0) return undefined;
+  const usr = (cur.user + cur.nice - prev.user - prev.nice) / all * 100;
+  const sys = (cur.system + cur.irq + cur.softirq - prev.system - prev.irq - prev.softirq) / all * 100;
+  const idle = (cur.idle + cur.iowait - prev.idle - prev.iowait) / all * 100;
+  return { usr, sys, total: 100 - idle };
+}
+
+export const ZERO_CPU_TIMES: CpuTimes = Object.freeze({
+  user: 0,
+  nice: 0,
+  system: 0,
+  idle: 0,
+  iowait: 0,
+  irq: 0,
+  softirq: 0,
+  steal: 0,
+});

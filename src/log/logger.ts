@@ -1,0 +1,77 @@
+// Leveled logger writing one logfmt line per record to stderr and, when
+// Log.File is set, appending the same line to that file.
+
+export const LOG_LEVELS = ["Debug", "Info", "Warn", "Error", "Panic"] as const;
+export type LogLevel = typeof LOG_LEVELS[number];
+
+const RANK: Record<LogLevel, number> = { Debug: 0, Info: 1, Warn: 2, Error: 3, Panic: 4 };
+
+export type LogFields = Record<string, string | number | boolean | undefined>;
+
+export interface Logger {
+  debug(msg: string, fields?: LogFields): void;
+  info(msg: string, fields?: LogFields): void;
+  warn(msg: string, fields?: LogFields): void;
+  error(msg: string, fields?: LogFields): void;
+  enabled(level: LogLevel): boolean;
+  close(): void;
+}
+
+export interface LoggerOptions {
+  level: LogLevel;
+  file?: string;
+  /** Where console lines go; stderr unless a test captures them. */
+  write?: (line: string) => void;
+}
+
+const encoder = new TextEncoder();
+
+export function createLogger(opts: LoggerOptions): Logger {
+  const min = RANK[opts.level];
+  const toConsole = opts.write ?? ((line: string) => Deno.stderr.writeSync(encoder.encode(line)));
+  let file: Deno.FsFile | undefined;
+  if (opts.file) {
+    file = Deno.openSync(opts.file, { append: true, create: true, write: true });
+  }
+  const emit = (level: LogLevel, msg: string, fields?: LogFields) => {
+    if (RANK[level] < min) return;
+    const line = formatLine(new Date(), level, msg, fields);
+    toConsole(line);
+    file?.writeSync(encoder.encode(line));
+  };
+  return {
+    debug: (m, f) => emit("Debug", m, f),
+    info: (m, f) => emit("Info", m, f),
+    warn: (m, f) => emit("Warn", m, f),
+    error: (m, f) => emit("Error", m, f),
+    enabled: (level) => RANK[level] >= min,
+    close: () => {
+      file?.close();
+      file = undefined;
+    },
+  };
+}
+
+export function formatLine(time: Date, level: LogLevel, msg: string, fields?: LogFields): string {
+  let line = `time=${time.toISOString()} level=${level.toLowerCase()} msg=${quote(msg)}`;
+  if (fields) {
+    for (const [k, v] of Object.entries(fields)) {
+      if (v !== undefined) line += ` ${k}=${quote(String(v))}`;
+    }
+  }
+  return line + "\n";
+}
+
+function quote(s: string): string {
+  return /^[\w.:/@+-]+$/.test(s) ? s : JSON.stringify(s);
+}
+
+/** A logger that drops everything; for unit tests. */
+export const silentLogger: Logger = {
+  debug() {},
+  info() {},
+  warn() {},
+  error() {},
+  enabled: () => false,
+  close() {},
+};

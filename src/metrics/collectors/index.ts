@@ -1,0 +1,28 @@
+// Every metric collector, by registry name (= BlackList name).
+
+import type { CollectorDefinition } from "../collector.ts";
+import arp from "./arp.ts";
+import cpuUtil from "./cpu_util.ts";
+import loadavg from "./loadavg.ts";
+import memoryBuddyinfo from "./memory_buddyinfo.ts";
+import memoryVmstat from "./memory_vmstat.ts";
+import mountpointPerm from "./mountpoint_perm.ts";
+import netdev from "./netdev.ts";
+import netstat from "./netstat.ts";
+import qdisc from "./qdisc.ts";
+import sockstat from "./sockstat.ts";
+import tcpMemory from "./tcp_memory.ts";
+
+export const COLLECTORS: readonly CollectorDefinition[] = [
+  arp,
+  cpuUtil,
+  loadavg,
+  memoryBuddyinfo,
+  memoryVmstat,
+  mountpointPerm,
+  netdev,
+  netstat,
+  qdisc,
+  sockstat,
+  tcpMemory,
+];

@@ -1,0 +1,85 @@
+// HTTP API on Deno.serve: /metrics, /healthz, /readyz, /version. Every error is
+// a JSON body with a 4xx/5xx status; a handler failure never takes the agent down.
+
+import type { Logger } from "../log/logger.ts";
+import { CONTENT_TYPE } from "../metrics/exposition.ts";
+import type { Registry } from "../metrics/registry.ts";
+import type { ListenAddr } from "./listen.ts";
+
+export interface ServerDeps {
+  registry: Registry;
+  log: Logger;
+  version: Record<string, string>;
+  isReady: () => boolean;
+}
+
+export type Route = (req: Request) => Response | Promise<Response>;
+
+export function jsonResponse(status: number, body: unknown): Response {
+  return new Response(JSON.stringify(body) + "\n", {
+    status,
+    headers: { "content-type": "application/json; charset=utf-8" },
+  });
+}
+
+export function buildRoutes(deps: ServerDeps): Map<string, Map<string, Route>> {
+  const routes = new Map<string, Map<string, Route>>();
+  const add = (method: string, path: string, route: Route) => {
+    if (!routes.has(path)) routes.set(path, new Map());
+    routes.get(path)!.set(method, route);
+  };
+  add("GET", "/metrics", async () => {
+    const { text } = await deps.registry.scrape();
+    return new Response(text, { headers: { "content-type": CONTENT_TYPE } });
+  });
+  add("GET", "/healthz", () => jsonResponse(200, { status: "ok" }));
+  add("GET", "/readyz", () =>
+    deps.isReady() ? jsonResponse(200, { status: "ready" }) : jsonResponse(503, { status: "starting" }));
+  add("GET", "/version", () => jsonResponse(200, deps.version));
+  return routes;
+}
+
+export function createHandler(deps: ServerDeps): (req: Request) => Promise<Response> {
+  const routes = buildRoutes(deps);
+  return async (req) => {
+    const url = new URL(req.url);
+    const byMethod = routes.get(url.pathname);
+    if (!byMethod) return jsonResponse(404, { error: "not found", path: url.pathname });
+    // HEAD is served by the GET handler; Deno drops the body.
+    const route = byMethod.get(req.method === "HEAD" ? "GET" : req.method);
+    if (!route) {
+      const allow = [...byMethod.keys()].join(", ");
+      const res = jsonResponse(405, { error: "method not allowed", method: req.method, allow });
+      res.headers.set("allow", allow);
+      return res;
+    }
+    try {
+      return await route(req);
+    } catch (err) {
+      deps.log.error("http handler failed", { path: url.pathname, error: String(err) });
+      return jsonResponse(500, { error: "internal error" });
+    }
+  };
+}
+
+export class ListenError extends Error {}
+
+/** Starts the server; throws ListenError when the address cannot be bound. */
+export function startServer(addr: ListenAddr, deps: ServerDeps): Deno.HttpServer<Deno.NetAddr> {
+  const handler = createHandler(deps);
+  try {
+    return Deno.serve({
+      hostname: addr.hostname,
+      port: addr.port,
+      onListen: ({ hostname, port }) => deps.log.info("http server listening", { addr: `${hostname}:${port}` }),
+      onError: (err) => {
+        deps.log.error("http server error", { error: String(err) });
+        return jsonResponse(500, { error: "internal error" });
+      },
+    }, handler);
+  } catch (err) {
+    const where = `${addr.hostname}:${addr.port}`;
+    if (err instanceof Deno.errors.AddrInUse) throw new ListenError(`listen ${where}: address already in use`);
+    throw new ListenError(`listen ${where}: ${err instanceof Error ? err.message : String(err)}`);
+  }
+}

@@ -1,0 +1,55 @@
+import { silentLogger } from "../log/logger.ts";
+import { Registry } from "../metrics/registry.ts";
+import { gauge } from "../metrics/sample.ts";
+import { assertEquals, assertMatch } from "../testing/assert.ts";
+import { createHandler } from "./http.ts";
+import { parseListenAddr } from "./listen.ts";
+
+function handler(ready = true) {
+  const registry = new Registry({ host: "h", region: "r" }, silentLogger);
+  registry.register({ name: "loadavg", collect: () => Promise.resolve([gauge("loadavg_load1", "l", 1.5)]) });
+  return createHandler({ registry, log: silentLogger, version: { version: "1.2.3" }, isReady: () => ready });
+}
+
+const get = (path: string, method = "GET") => new Request(`http://localhost${path}`, { method });
+
+Deno.test("GET /metrics serves text 0.0.4", async () => {
+  const res = await handler()(get("/metrics"));
+  assertEquals(res.status, 200);
+  assertEquals(res.headers.get("content-type"), "text/plain; version=0.0.4; charset=utf-8");
+  assertMatch(await res.text(), /huatuo_bamai_loadavg_load1\{host="h",region="r"\} 1.5/);
+});
+
+Deno.test("health, readiness, version", async () => {
+  const h = handler(false);
+  assertEquals((await h(get("/healthz"))).status, 200);
+  assertEquals((await h(get("/readyz"))).status, 503);
+  assertEquals((await handler(true)(get("/readyz"))).status, 200);
+  assertEquals(await (await h(get("/version"))).json(), { version: "1.2.3" });
+});
+
+Deno.test("unknown path → JSON 404, wrong method → JSON 405", async () => {
+  const nf = await handler()(get("/nope"));
+  assertEquals(nf.status, 404);
+  assertEquals(nf.headers.get("content-type"), "application/json; charset=utf-8");
+  assertEquals(await nf.json(), { error: "not found", path: "/nope" });
+  const na = await handler()(get("/metrics", "POST"));
+  assertEquals(na.status, 405);
+  assertEquals((await na.json()).error, "method not allowed");
+  assertEquals(na.headers.get("allow"), "GET");
+});
+
+Deno.test("listen addresses", () => {
+  assertEquals(parseListenAddr(":19704"), { hostname: "0.0.0.0", port: 19704 });
+  assertEquals(parseListenAddr("127.0.0.1:80"), { hostname: "127.0.0.1", port: 80 });
+  assertEquals(parseListenAddr("[::1]:9"), { hostname: "::1", port: 9 });
+  for (const bad of ["19704", ":99999", "host:", "a:b:c"]) {
+    let threw = false;
+    try {
+      parseListenAddr(bad);
+    } catch {
+      threw = true;
+    }
+    assertEquals(threw, true, bad);
+  }
+});
