@@ -4,6 +4,7 @@
 #   ./build.sh            install missing tools, build _output/bin/huatuo-bamai
 #   ./build.sh test       the same, then run every test (fmt, lint, check, unit, integration)
 #   ./build.sh deps       install missing tools only
+#   ./build.sh rpm        build, then an RPM with a systemd unit into _output/rpm/
 #
 # Deno comes from the npm registry (package @deno/linux-<arch>-glibc, pinned
 # below) into .tools/ when a 2.9.x deno is not on PATH; system packages come
@@ -73,8 +74,21 @@ ensure_test_deps() {
   need unshare util-linux
   need ip iproute2
   need tc iproute2
-  need ping iputils-ping
   need curl curl
+  need rpmbuild rpm
+  need rpm2cpio rpm2cpio
+  need cpio cpio
+}
+
+build_rpm() {
+  need rpmbuild rpm
+  local top="$OUT/rpm"
+  rm -rf "$top"
+  rpmbuild -bb "$ROOT/huatuo-bamai.spec" --quiet \
+    --define "_sourcedir $ROOT" --define "_topdir $top/build" --define "_rpmdir $top" \
+    --define "_unitdir /usr/lib/systemd/system" 2>&1 | grep -v 'absolute symlink' >&2 || true
+  rm -rf "$top/build"
+  log "built $(ls "$top"/*/*.rpm)"
 }
 
 build_agent() {
@@ -87,7 +101,11 @@ build_agent() {
     log "built $bin: deno compile single executable${DENORT_BIN:+ (runtime from DENORT_BIN=$DENORT_BIN)}"
     return
   fi
-  log "deno compile unavailable ($(grep -m1 -i 'error' "$OUT/compile.log" || echo 'see _output/compile.log')); falling back to deno bundle + launcher"
+  # The runtime download is what fails on hosts without access to Deno's release server.
+  local why
+  why=$(grep -m1 -E '^\s+1: ' "$OUT/compile.log" | sed 's/^ *1: //' | cut -c1-160 || true)
+  log "deno compile unavailable: cannot obtain the denort runtime (${why:-see _output/compile.log}); set DENORT_BIN to a local denort to get a single executable"
+  log "falling back to deno bundle + launcher"
   local lib="$OUT/lib/huatuo-bamai"
   mkdir -p "$lib"
   "$DENO" bundle --quiet --platform=deno --frozen --output "$lib/huatuo-bamai.js" main.ts
@@ -113,6 +131,11 @@ case "$cmd" in
     ensure_build_deps
     build_agent
     ;;
+  rpm)
+    ensure_build_deps
+    build_agent
+    build_rpm
+    ;;
   test)
     ensure_build_deps
     ensure_test_deps
@@ -121,7 +144,7 @@ case "$cmd" in
     "$DENO" task test
     ;;
   *)
-    echo "usage: $0 [build|test|deps]" >&2
+    echo "usage: $0 [build|test|deps|rpm]" >&2
     exit 2
     ;;
 esac

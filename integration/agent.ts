@@ -105,7 +105,10 @@ export async function scrape(agent: RunningAgent): Promise<string> {
 }
 
 /** Runs the binary to completion (for flag and config errors). */
-export async function runBinary(args: string[], cwd = ROOT): Promise<{ code: number; stderr: string; stdout: string }> {
+export async function runBinary(
+  args: string[],
+  cwd = ROOT,
+): Promise<{ code: number; stderr: string; stdout: string }> {
   const out = await new Deno.Command(BINARY, { args, cwd, stdout: "piped", stderr: "piped" }).output();
   const dec = new TextDecoder();
   return { code: out.code, stdout: dec.decode(out.stdout), stderr: dec.decode(out.stderr) };

@@ -42,13 +42,19 @@ for (const root of FIXTURE_ROOTS) {
     ignore: needRoot,
     async fn() {
       const expected = await expectedFor(root);
-      const agent = await startAgent({ hostname: "huatuo-dev", args: [...BASE_ARGS, "--procfs-prefix", root] });
+      const agent = await startAgent({
+        hostname: "huatuo-dev",
+        args: [...BASE_ARGS, "--procfs-prefix", root],
+      });
       try {
         const text = await scrape(agent);
         const problems = compareExpected(expected, parseExposition(text));
         assertEquals(problems, [], `${problems.length} of ${expected.length} expected samples differ`);
         const lint = await promtool(text);
-        assert(lint.code === 0 || lint.code === 3, `promtool failed (${lint.code}): ${lint.findings.join("\n")}`);
+        assert(
+          lint.code === 0 || lint.code === 3,
+          `promtool failed (${lint.code}): ${lint.findings.join("\n")}`,
+        );
         const unexpected = lint.findings.filter((f) => !SEED_NAMING.some((re) => re.test(f)));
         assertEquals(unexpected, [], "promtool findings beyond the seed's own metric names");
         if (root !== "fixtures") {
@@ -96,13 +102,20 @@ TCPAddr = "127.0.0.1:${port}"
       const text = await scrape(agent);
       const names = new Set([...parseExposition(text).values()].map((s) => s.name));
       const devices = new Set(
-        [...parseExposition(text).values()].filter((s) => s.name.startsWith("huatuo_bamai_netdev_receive_bytes"))
+        [...parseExposition(text).values()].filter((s) =>
+          s.name.startsWith("huatuo_bamai_netdev_receive_bytes")
+        )
           .map((s) => s.labels.device),
       );
       assertEquals([...devices].sort(), ["bond0", "bond4", "eth0", "eth0.200", "eth1", "eth2"]);
       const has = (n: string) => names.has(`huatuo_bamai_${n}`);
       assertEquals(
-        ["memory_vmstat_nr_free_pages", "memory_vmstat_nr_dirty", "netstat_TcpExt_ListenDrops", "netstat_Tcp_ActiveOpens"]
+        [
+          "memory_vmstat_nr_free_pages",
+          "memory_vmstat_nr_dirty",
+          "netstat_TcpExt_ListenDrops",
+          "netstat_Tcp_ActiveOpens",
+        ]
           .filter((n) => !has(n)),
         [],
       );
@@ -117,8 +130,13 @@ TCPAddr = "127.0.0.1:${port}"
         ].filter(has),
         [],
       );
-      assert(![...names].some((n) => n.startsWith("huatuo_bamai_netdev_qdisc_")), "qdisc series not filtered");
-      const mounts = [...parseExposition(text).values()].filter((s) => s.name === "huatuo_bamai_mountpoint_perm_ro")
+      assert(
+        ![...names].some((n) => n.startsWith("huatuo_bamai_netdev_qdisc_")),
+        "qdisc series not filtered",
+      );
+      const mounts = [...parseExposition(text).values()].filter((s) =>
+        s.name === "huatuo_bamai_mountpoint_perm_ro"
+      )
         .map((s) => s.labels.mountpoint).sort();
       assertEquals(mounts, ["/home", "/home/data dir"]);
       const collectors = [...parseExposition(text).values()]

@@ -34,13 +34,25 @@ interface FlagSpec {
 }
 
 export const FLAGS: readonly FlagSpec[] = [
-  { name: "region", value: "REGION", help: "region (availability zone) of this host, added to every series (required)" },
+  {
+    name: "region",
+    value: "REGION",
+    help: "region (availability zone) of this host, added to every series (required)",
+  },
   { name: "config", value: "FILE", help: "config file name (default huatuo-bamai.conf)" },
-  { name: "config-dir", value: "DIR", help: "directory holding the config file (default: current directory)" },
+  {
+    name: "config-dir",
+    value: "DIR",
+    help: "directory holding the config file (default: current directory)",
+  },
   { name: "procfs-prefix", value: "DIR", help: "prefix for /proc, /sys and /dev, e.g. a fixture tree" },
   { name: "disable-storage", help: "do not store events in Elasticsearch/OpenSearch" },
   { name: "disable-kubelet", help: "do not fetch pods from the kubelet (host only)" },
-  { name: "disable-tracing", value: "NAME", help: "disable a tracer or collector (repeatable; added to BlackList)" },
+  {
+    name: "disable-tracing",
+    value: "NAME",
+    help: "disable a tracer or collector (repeatable; added to BlackList)",
+  },
   { name: "enable-cgroup", help: "confine the agent in its own cgroup with RuntimeCgroup limits" },
   { name: "bpf-dir", value: "DIR", help: "directory of the BPF objects" },
   { name: "tools-bin-dir", value: "DIR", help: "directory of the tracing tools binaries" },

@@ -1,5 +1,5 @@
 import { assert, assertEquals, assertThrows } from "../testing/assert.ts";
-import { configPath, parseArgs, UsageError, usage } from "./flags.ts";
+import { configPath, parseArgs, usage, UsageError } from "./flags.ts";
 
 Deno.test("seed example: --region example --config huatuo-bamai.conf", () => {
   const cmd = parseArgs(["--region", "example", "--config", "huatuo-bamai.conf"]);

@@ -37,5 +37,7 @@ export function parseMountInfo(text: string, path = "mountinfo"): MountInfo[] {
 
 /** The kernel escapes space, tab, newline and backslash as \ooo. */
 function unescapeOctal(s: string): string {
-  return s.includes("\\") ? s.replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8))) : s;
+  return s.includes("\\")
+    ? s.replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8)))
+    : s;
 }

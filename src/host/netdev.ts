@@ -42,7 +42,9 @@ export function parseNetDev(text: string, path = "net/dev"): Map<string, NetDevC
     if (device === "" || fields.length !== NETDEV_FIELDS.length) {
       throw new SourceError(
         path,
-        `line ${i + 1}: expected ${NETDEV_FIELDS.length} counters for ${device || "?"}, found ${fields.length}`,
+        `line ${i + 1}: expected ${NETDEV_FIELDS.length} counters for ${
+          device || "?"
+        }, found ${fields.length}`,
       );
     }
     const counters = {} as NetDevCounters;

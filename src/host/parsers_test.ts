@@ -78,7 +78,12 @@ Deno.test("sockstat and sockstat6", () => {
 Deno.test("arp entries and netns links", () => {
   const header = "IP address       HW type     Flags       HW address            Mask     Device\n";
   assertEquals(countArpEntries(header), 0);
-  assertEquals(countArpEntries(header + "192.0.2.1        0x1         0x2         02:fc:00:00:00:05     *        eth0\n"), 1);
+  assertEquals(
+    countArpEntries(
+      header + "192.0.2.1        0x1         0x2         02:fc:00:00:00:05     *        eth0\n",
+    ),
+    1,
+  );
   assertThrows(() => countArpEntries(header + "192.0.2.1   0x1\n"), /6 columns/);
   assertThrows(() => countArpEntries(""), /header/);
   assertEquals(netnsInode("net:[4026531840]"), "4026531840");

@@ -246,33 +246,37 @@ export function parseQdisc(payload: Uint8Array): QdiscStats {
 // ---------------------------------------------------------------- links
 
 // struct rtnl_link_stats64 field indexes (u64 each); 23 fields exist on every
-// kernel we target, newer ones append more.
+// kernel we target, newer ones append more. Some /proc/net/dev columns are sums
+// of several fields (net/core/net-procfs.c dev_seq_printf_stats); summing the
+// same ones keeps netlink mode equal to procfs mode.
 const STATS64_MIN_FIELDS = 23;
-const STATS64_INDEX: Record<keyof NetDevCounters, number> = {
-  receive_bytes: 2, // rx_bytes
-  receive_packets: 0, // rx_packets
-  receive_errors: 4, // rx_errors
-  receive_dropped: 6, // rx_dropped
-  receive_fifo: 14, // rx_fifo_errors
-  receive_frame: 13, // rx_frame_errors
-  receive_compressed: 21, // rx_compressed
-  receive_multicast: 8, // multicast
-  transmit_bytes: 3, // tx_bytes
-  transmit_packets: 1, // tx_packets
-  transmit_errors: 5, // tx_errors
-  transmit_dropped: 7, // tx_dropped
-  transmit_fifo: 18, // tx_fifo_errors
-  transmit_colls: 9, // collisions
-  transmit_carrier: 17, // tx_carrier_errors
-  transmit_compressed: 22, // tx_compressed
+const STATS64_INDEX: Record<keyof NetDevCounters, readonly number[]> = {
+  receive_bytes: [2], // rx_bytes
+  receive_packets: [0], // rx_packets
+  receive_errors: [4], // rx_errors
+  receive_dropped: [6, 15], // rx_dropped + rx_missed_errors
+  receive_fifo: [14], // rx_fifo_errors
+  receive_frame: [10, 11, 12, 13], // rx_length + rx_over + rx_crc + rx_frame errors
+  receive_compressed: [21], // rx_compressed
+  receive_multicast: [8], // multicast
+  transmit_bytes: [3], // tx_bytes
+  transmit_packets: [1], // tx_packets
+  transmit_errors: [5], // tx_errors
+  transmit_dropped: [7], // tx_dropped
+  transmit_fifo: [18], // tx_fifo_errors
+  transmit_colls: [9], // collisions
+  transmit_carrier: [17, 16, 20, 19], // tx_carrier + tx_aborted + tx_window + tx_heartbeat errors
+  transmit_compressed: [22], // tx_compressed
 };
 
-/** Maps a struct rtnl_link_stats64 onto the /proc/net/dev field names. */
+/** Maps a struct rtnl_link_stats64 onto the /proc/net/dev columns. */
 export function parseLinkStats64(b: Uint8Array): NetDevCounters {
   const dv = need(b, STATS64_MIN_FIELDS * 8, "IFLA_STATS64")!;
   const out = {} as NetDevCounters;
-  for (const [field, i] of Object.entries(STATS64_INDEX) as [keyof NetDevCounters, number][]) {
-    out[field] = u64(dv, i * 8);
+  for (const [field, idx] of Object.entries(STATS64_INDEX) as [keyof NetDevCounters, readonly number[]][]) {
+    let sum = 0;
+    for (const i of idx) sum += u64(dv, i * 8);
+    out[field] = sum;
   }
   return out;
 }

@@ -14,11 +14,16 @@ export function parseSockStat(text: string, path = "net/sockstat"): Map<string, 
     const colon = line.indexOf(":");
     const parts = line.slice(colon + 1).trim().split(/\s+/);
     if (colon <= 0 || parts.length % 2 !== 0) {
-      throw new SourceError(path, `line ${i + 1}: expected "PROTO: key value ...", found ${JSON.stringify(line)}`);
+      throw new SourceError(
+        path,
+        `line ${i + 1}: expected "PROTO: key value ...", found ${JSON.stringify(line)}`,
+      );
     }
     const fields = new Map<string, number>();
     for (let j = 0; j < parts.length; j += 2) {
-      if (!/^\d+$/.test(parts[j + 1])) throw new SourceError(path, `line ${i + 1}: ${parts[j]} is not a number`);
+      if (!/^\d+$/.test(parts[j + 1])) {
+        throw new SourceError(path, `line ${i + 1}: ${parts[j]} is not a number`);
+      }
       fields.set(parts[j], Number(parts[j + 1]));
     }
     out.set(line.slice(0, colon), fields);

@@ -19,7 +19,10 @@ export function parseCpuTotal(text: string, path = "stat"): CpuTimes {
   if (!line) throw new SourceError(path, 'no aggregate "cpu" line');
   const f = line.trim().split(/\s+/).slice(1);
   if (f.length < 8 || f.slice(0, 8).some((x) => !/^\d+$/.test(x))) {
-    throw new SourceError(path, `"cpu" line: expected at least 8 tick counters, found ${JSON.stringify(line)}`);
+    throw new SourceError(
+      path,
+      `"cpu" line: expected at least 8 tick counters, found ${JSON.stringify(line)}`,
+    );
   }
   const [user, nice, system, idle, iowait, irq, softirq, steal] = f.slice(0, 8).map(Number);
   return { user, nice, system, idle, iowait, irq, softirq, steal };

@@ -10,8 +10,12 @@ const ok: Collector = {
   collect: () =>
     Promise.resolve([
       gauge("loadavg_load1", "system load average, 1 minute", 0.3),
-      counter("netdev_receive_bytes_total", "Network device statistic receive_bytes.", 2.5e9, { device: "eth0" }),
-      counter("netdev_receive_bytes_total", "Network device statistic receive_bytes.", 10, { device: "bond0" }),
+      counter("netdev_receive_bytes_total", "Network device statistic receive_bytes.", 2.5e9, {
+        device: "eth0",
+      }),
+      counter("netdev_receive_bytes_total", "Network device statistic receive_bytes.", 10, {
+        device: "bond0",
+      }),
     ]),
 };
 const broken: Collector = {
@@ -34,12 +38,18 @@ Deno.test("scrape: prefix, host/region labels, sorting, HELP/TYPE once per famil
   ].join("\n");
   assert(text.includes(want), text);
   assertEquals(seriesCount, 5); // 3 samples + duration + success
-  assertMatch(text, /huatuo_bamai_scrape_collector_success\{collector="good",host="huatuo-dev",region="dev"\} 1\n/);
+  assertMatch(
+    text,
+    /huatuo_bamai_scrape_collector_success\{collector="good",host="huatuo-dev",region="dev"\} 1\n/,
+  );
 });
 
 Deno.test("a failing collector reports success 0, logs once, and never fails the scrape", async () => {
   const lines: string[] = [];
-  const log = { ...silentLogger, error: (m: string, f?: Record<string, unknown>) => lines.push(`${m} ${f?.error}`) };
+  const log = {
+    ...silentLogger,
+    error: (m: string, f?: Record<string, unknown>) => lines.push(`${m} ${f?.error}`),
+  };
   const r = new Registry({ host: "h", region: "r" }, log);
   r.register(broken);
   r.register(ok);

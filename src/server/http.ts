@@ -33,8 +33,11 @@ export function buildRoutes(deps: ServerDeps): Map<string, Map<string, Route>> {
     return new Response(text, { headers: { "content-type": CONTENT_TYPE } });
   });
   add("GET", "/healthz", () => jsonResponse(200, { status: "ok" }));
-  add("GET", "/readyz", () =>
-    deps.isReady() ? jsonResponse(200, { status: "ready" }) : jsonResponse(503, { status: "starting" }));
+  add(
+    "GET",
+    "/readyz",
+    () => deps.isReady() ? jsonResponse(200, { status: "ready" }) : jsonResponse(503, { status: "starting" }),
+  );
   add("GET", "/version", () => jsonResponse(200, deps.version));
   return routes;
 }
@@ -71,7 +74,8 @@ export function startServer(addr: ListenAddr, deps: ServerDeps): Deno.HttpServer
     return Deno.serve({
       hostname: addr.hostname,
       port: addr.port,
-      onListen: ({ hostname, port }) => deps.log.info("http server listening", { addr: `${hostname}:${port}` }),
+      onListen: ({ hostname, port }) =>
+        deps.log.info("http server listening", { addr: `${hostname}:${port}` }),
       onError: (err) => {
         deps.log.error("http server error", { error: String(err) });
         return jsonResponse(500, { error: "internal error" });
@@ -79,7 +83,9 @@ export function startServer(addr: ListenAddr, deps: ServerDeps): Deno.HttpServer
     }, handler);
   } catch (err) {
     const where = `${addr.hostname}:${addr.port}`;
-    if (err instanceof Deno.errors.AddrInUse) throw new ListenError(`listen ${where}: address already in use`);
+    if (err instanceof Deno.errors.AddrInUse) {
+      throw new ListenError(`listen ${where}: address already in use`);
+    }
     throw new ListenError(`listen ${where}: ${err instanceof Error ? err.message : String(err)}`);
   }
 }

@@ -1,7 +1,7 @@
 // Host CPU utilisation (percent of all CPUs) between this scrape and the last;
 // the first scrape reports the since-boot average.
 
-import { cpuUtil, type CpuTimes, type CpuUtil, parseCpuTotal, ZERO_CPU_TIMES } from "../../host/stat.ts";
+import { type CpuTimes, type CpuUtil, cpuUtil, parseCpuTotal, ZERO_CPU_TIMES } from "../../host/stat.ts";
 import { defineCollector } from "../collector.ts";
 import { gauge } from "../sample.ts";
 

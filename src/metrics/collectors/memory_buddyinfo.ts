@@ -9,7 +9,11 @@ export default defineCollector("memory_buddyinfo", ({ fs }) => ({
     for (const z of parseBuddyInfo(await fs.readText(path), path)) {
       z.blocks.forEach((n, order) => {
         out.push(
-          gauge("memory_buddyinfo_blocks", "buddy info", n, { node: z.node, zone: z.zone, order: String(order) }),
+          gauge("memory_buddyinfo_blocks", "buddy info", n, {
+            node: z.node,
+            zone: z.zone,
+            order: String(order),
+          }),
         );
       });
     }

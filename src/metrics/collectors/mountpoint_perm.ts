@@ -19,7 +19,9 @@ export default defineCollector("mountpoint_perm", ({ fs, config }) => {
         // Over-mounts repeat a path; the last one listed is the one visible.
         seen.set(
           m.mountPoint,
-          gauge("mountpoint_perm_ro", "whether the mount point is read-only", ro, { mountpoint: m.mountPoint }),
+          gauge("mountpoint_perm_ro", "whether the mount point is read-only", ro, {
+            mountpoint: m.mountPoint,
+          }),
         );
       }
       return [...seen.values()];

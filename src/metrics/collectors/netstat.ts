@@ -9,7 +9,10 @@ import { gauge, type Sample } from "../sample.ts";
 const SOURCES = [["1/net/snmp", "Tcp"], ["1/net/netstat", "TcpExt"]] as const;
 
 export default defineCollector("netstat", ({ fs, config }) => {
-  const filter = new NameFilter(config.MetricCollector.Netstat.Included, config.MetricCollector.Netstat.Excluded);
+  const filter = new NameFilter(
+    config.MetricCollector.Netstat.Included,
+    config.MetricCollector.Netstat.Excluded,
+  );
   return {
     async collect() {
       const out: Sample[] = [];
