@@ -33,7 +33,10 @@ Deno.test("RPM: files, systemd unit, and the packaged agent runs", async () => {
   try {
     await run("sh", ["-c", `rpm2cpio '${rpm}' | cpio -idm --quiet`], root);
     const unit = Deno.readTextFileSync(`${root}/usr/lib/systemd/system/huatuo-bamai.service`);
-    assertMatch(unit, /^ExecStart=\/usr\/bin\/huatuo-bamai --region \$\{HUATUO_REGION\} --config-dir \/etc\/huatuo-bamai/m);
+    assertMatch(
+      unit,
+      /^ExecStart=\/usr\/bin\/huatuo-bamai --region \$\{HUATUO_REGION\} --config-dir \/etc\/huatuo-bamai/m,
+    );
     const bin = `${root}/usr/lib/huatuo-bamai/bin/huatuo-bamai`;
     assertMatch(await run(bin, ["--version"]), /^huatuo-bamai \d+\.\d+\.\d+/);
     // The packaged config, on a free port, against the fixture tree.
