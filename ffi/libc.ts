@@ -1,5 +1,5 @@
 // libc bindings for the few syscalls Deno has no API for (netlink sockets,
-// statvfs, sysconf). The library is opened lazily on first use, so importing
+// sysconf). The library is opened lazily on first use, so importing
 // this module costs nothing and needs no --allow-ffi until a call is made.
 // FFI facts (ARCHITECTURE §4): 64-bit results come back as BigInt, and errno
 // must be read through __errno_location() right after the failing call.
@@ -11,9 +11,7 @@ const SYMBOLS = {
   recvfrom: { parameters: ["i32", "buffer", "usize", "i32", "buffer", "buffer"], result: "isize" },
   close: { parameters: ["i32"], result: "i32" },
   setsockopt: { parameters: ["i32", "i32", "i32", "buffer", "u32"], result: "i32" },
-  getsockopt: { parameters: ["i32", "i32", "i32", "buffer", "buffer"], result: "i32" },
   sysconf: { parameters: ["i32"], result: "i64" },
-  statvfs: { parameters: ["buffer", "buffer"], result: "i32" },
   __errno_location: { parameters: [], result: "pointer" },
   strerror: { parameters: ["i32"], result: "pointer" },
 } as const;
@@ -161,13 +159,6 @@ export function setsockopt(fd: number, level: number, name: number, value: Uint8
   if (libc().setsockopt(fd, level, name, value, value.byteLength) < 0) fail(`setsockopt(${level}, ${name})`);
 }
 
-/** Fills `value` with the option; returns the length the kernel wrote. */
-export function getsockopt(fd: number, level: number, name: number, value: Uint8Array<ArrayBuffer>): number {
-  const len = new Uint32Array([value.byteLength]);
-  if (libc().getsockopt(fd, level, name, value, len) < 0) fail(`getsockopt(${level}, ${name})`);
-  return len[0];
-}
-
 /** setsockopt with one native int value. */
 export function setsockoptInt(fd: number, level: number, name: number, value: number): void {
   setsockopt(fd, level, name, new Uint8Array(new Int32Array([value]).buffer));
@@ -184,40 +175,4 @@ let cachedPageSize: number | undefined;
 export function pageSize(): number {
   cachedPageSize ??= sysconf(_SC_PAGESIZE);
   return cachedPageSize;
-}
-
-export interface StatVfs {
-  bsize: number;
-  frsize: number;
-  blocks: number;
-  bfree: number;
-  bavail: number;
-  files: number;
-  ffree: number;
-  favail: number;
-  flag: number;
-  namemax: number;
-}
-
-// x86_64 struct statvfs: 11 unsigned longs (bsize, frsize, blocks, bfree,
-// bavail, files, ffree, favail, fsid, flag, namemax), then int __spare[6].
-const STATVFS_SIZE = 112;
-
-export function statvfs(path: string): StatVfs {
-  const cpath = new TextEncoder().encode(path + "\0");
-  const out = new BigUint64Array(STATVFS_SIZE / 8);
-  if (libc().statvfs(cpath, out) < 0) fail(`statvfs(${path})`);
-  const f = (i: number) => Number(out[i]);
-  return {
-    bsize: f(0),
-    frsize: f(1),
-    blocks: f(2),
-    bfree: f(3),
-    bavail: f(4),
-    files: f(5),
-    ffree: f(6),
-    favail: f(7),
-    flag: f(9),
-    namemax: f(10),
-  };
 }
