@@ -4,6 +4,7 @@
 #   ./build.sh            install missing tools, build _output/bin/huatuo-bamai
 #   ./build.sh test       the same, then run every test (fmt, lint, check, unit, integration)
 #   ./build.sh deps       install missing tools only
+#   ./build.sh bpf        compile the BPF objects only (bpf/*.bpf.c → _output/bpf/*.o)
 #   ./build.sh rpm        build, then an RPM with a systemd unit into _output/rpm/
 #
 # Deno comes from the npm registry (package @deno/linux-<arch>-glibc, pinned
@@ -66,6 +67,46 @@ ensure_build_deps() {
   ensure_deno
   # libbpf is dlopened at run time.
   [ -e /usr/lib/x86_64-linux-gnu/libbpf.so.1 ] || [ -e /usr/lib/aarch64-linux-gnu/libbpf.so.1 ] || apt_install libbpf1
+  need clang clang
+  need llvm-strip llvm
+  need bpftool bpftool
+  [ -e /usr/include/bpf/bpf_helpers.h ] || apt_install libbpf-dev
+}
+
+# CO-RE objects: clang -target bpf against a vmlinux.h generated from this
+# kernel's BTF. Rebuilt only when a source or header is newer than the object.
+build_bpf() {
+  cd "$ROOT"
+  local arch
+  case "$(uname -m)" in
+    x86_64) arch=x86 ;;
+    aarch64) arch=arm64 ;;
+    *) arch=$(uname -m) ;;
+  esac
+  if [ ! -s bpf/vmlinux.h ]; then
+    [ -r /sys/kernel/btf/vmlinux ] || { log "no /sys/kernel/btf/vmlinux: cannot generate bpf/vmlinux.h"; exit 1; }
+    bpftool btf dump file /sys/kernel/btf/vmlinux format c >bpf/vmlinux.h.tmp
+    mv bpf/vmlinux.h.tmp bpf/vmlinux.h
+  fi
+  local src obj built=0
+  local headers
+  headers=$(ls bpf/*.h 2>/dev/null)
+  for src in bpf/*.bpf.c bpf/test/*.bpf.c; do
+    [ -e "$src" ] || continue
+    obj="$OUT/bpf/${src#bpf/}"
+    obj="${obj%.bpf.c}.o"
+    mkdir -p "$(dirname "$obj")"
+    if [ -e "$obj" ] && [ -z "$(find "$src" $headers -newer "$obj" 2>/dev/null)" ]; then
+      continue
+    fi
+    clang -g -O2 -Wall -Werror -target bpf "-D__TARGET_ARCH_$arch" -Ibpf -c "$src" -o "$obj.tmp"
+    # Drop DWARF, keep BTF (needed for CO-RE relocations and map definitions).
+    llvm-strip -g "$obj.tmp"
+    mv "$obj.tmp" "$obj"
+    built=$((built + 1))
+  done
+  mkdir -p "$OUT/bpf"
+  log "BPF objects: $built rebuilt, $(find "$OUT/bpf" -name '*.o' | wc -l) in $OUT/bpf"
 }
 
 ensure_test_deps() {
@@ -97,7 +138,8 @@ build_agent() {
   rm -rf "$OUT/bin" "$OUT/lib"
   mkdir -p "$OUT/bin"
   local bin="$OUT/bin/huatuo-bamai"
-  if "$DENO" compile --allow-all --frozen --output "$bin" main.ts >"$OUT/compile.log" 2>&1; then
+  # The BPF objects travel inside the executable (read back from its embedded tree).
+  if "$DENO" compile --allow-all --frozen --include _output/bpf --output "$bin" main.ts >"$OUT/compile.log" 2>&1; then
     log "built $bin: deno compile single executable${DENORT_BIN:+ (runtime from DENORT_BIN=$DENORT_BIN)}"
     return
   fi
@@ -115,7 +157,8 @@ build_agent() {
 # huatuo-bamai launcher (deno bundle build): runs the bundled agent on the
 # Deno runtime shipped beside it; needs nothing else from the host.
 lib=$(dirname -- "$(readlink -f -- "$0")")/../lib/huatuo-bamai
-DENO_NO_UPDATE_CHECK=1 DENO_NO_PROMPT=1 exec "$lib/deno" run --allow-all --no-config --no-lock --cached-only --quiet "$lib/huatuo-bamai.js" "$@"
+HUATUO_BAMAI_BPF_DIR=${HUATUO_BAMAI_BPF_DIR:-$lib/../../bpf} DENO_NO_UPDATE_CHECK=1 DENO_NO_PROMPT=1 \
+  exec "$lib/deno" run --allow-all --no-config --no-lock --cached-only --quiet "$lib/huatuo-bamai.js" "$@"
 LAUNCHER
   chmod 0755 "$bin"
   log "built $bin: deno bundle + launcher (bundle $(du -h "$lib/huatuo-bamai.js" | cut -f1))"
@@ -129,16 +172,23 @@ case "$cmd" in
     ;;
   build)
     ensure_build_deps
+    build_bpf
     build_agent
+    ;;
+  bpf)
+    ensure_build_deps
+    build_bpf
     ;;
   rpm)
     ensure_build_deps
+    build_bpf
     build_agent
     build_rpm
     ;;
   test)
     ensure_build_deps
     ensure_test_deps
+    build_bpf
     build_agent
     cd "$ROOT"
     "$DENO" task test

@@ -12,6 +12,9 @@ import { Registry } from "./metrics/registry.ts";
 import { ListenError, startServer } from "./server/http.ts";
 import { parseListenAddr } from "./server/listen.ts";
 import { RuntimeCgroup } from "./runtime/cgroup.ts";
+import { defaultBpfDir } from "./bpf/locate.ts";
+import { type Tracer, TracerManager } from "./tracing/manager.ts";
+import { tracerStatusCollector } from "./tracing/status.ts";
 import { VERSION } from "./version.ts";
 
 export const EXIT_OK = 0;
@@ -40,12 +43,20 @@ export function applyFlags(config: Config, opts: CliOptions): Config {
   return { ...config, BlackList: blackList, Log: { ...config.Log, Level: level } };
 }
 
-/** Builds the collectors not in BlackList; one that cannot be created reports its error at every scrape. */
-export function buildRegistry(ctx: CollectorContext, constLabels: Record<string, string>): Registry {
+/**
+ * Builds the collectors not in BlackList and hands their tracers to the
+ * manager; a collector that cannot be created reports its error at every scrape.
+ */
+export function buildRegistry(
+  ctx: CollectorContext,
+  constLabels: Record<string, string>,
+  tracers: TracerManager,
+): Registry {
   const registry = new Registry(constLabels, ctx.log);
   for (const def of COLLECTORS) {
     if (ctx.config.BlackList.includes(def.name)) {
       ctx.log.info("collector disabled by BlackList", { collector: def.name });
+      if (def.tracing) tracers.add(idleTracer(def.name), {}, "disabled by BlackList");
       continue;
     }
     let collector: Collector;
@@ -56,9 +67,15 @@ export function buildRegistry(ctx: CollectorContext, constLabels: Record<string,
       ctx.log.error("collector cannot start", { collector: def.name, error });
       collector = { name: def.name, collect: () => Promise.reject(new Error(error)) };
     }
+    if (collector.tracer) tracers.add(collector.tracer);
     registry.register(collector);
   }
+  registry.register(tracerStatusCollector(tracers));
   return registry;
+}
+
+function idleTracer(name: string): Tracer {
+  return { name, start: () => Promise.resolve(), stop: () => {} };
 }
 
 export async function runAgent(opts: CliOptions): Promise<number> {
@@ -102,7 +119,9 @@ export async function runAgent(opts: CliOptions): Promise<number> {
 
   const fs = new HostFs(opts.procfsPrefix);
   const host = Deno.hostname();
-  const registry = buildRegistry({ fs, config, log }, { host, region: opts.region });
+  const tracers = new TracerManager(log);
+  const bpfDir = opts.bpfDir ?? defaultBpfDir();
+  const registry = buildRegistry({ fs, config, log, bpfDir }, { host, region: opts.region }, tracers);
   let ready = false;
 
   let server: Deno.HttpServer<Deno.NetAddr>;
@@ -112,6 +131,7 @@ export async function runAgent(opts: CliOptions): Promise<number> {
       log,
       version: { version: VERSION, deno: Deno.version.deno, v8: Deno.version.v8 },
       isReady: () => ready,
+      tracers,
     });
   } catch (err) {
     if (!(err instanceof ListenError)) throw err;
@@ -122,6 +142,9 @@ export async function runAgent(opts: CliOptions): Promise<number> {
     return EXIT_FAILURE;
   }
 
+  // BPF programs load after the server is up, so /metrics and /healthz answer
+  // while they do; /readyz turns 200 once every tracer started or failed once.
+  await tracers.startAll();
   await cgroup?.started();
   ready = true;
   log.info("huatuo-bamai ready", { collectors: registry.names.join(",") });
@@ -136,6 +159,7 @@ export async function runAgent(opts: CliOptions): Promise<number> {
         Deno.exit(EXIT_FAILURE);
       }, SHUTDOWN_TIMEOUT_MS);
       await server.shutdown();
+      await tracers.stopAll();
       registry.close();
       await cgroup?.leave();
       clearTimeout(timer);

@@ -6,6 +6,7 @@
 import type { Config } from "../config/schema.ts";
 import type { HostFs } from "../host/fs.ts";
 import type { Logger } from "../log/logger.ts";
+import type { Tracer } from "../tracing/manager.ts";
 import type { Sample } from "./sample.ts";
 
 export interface Collector {
@@ -14,22 +15,32 @@ export interface Collector {
   collect(): Promise<Sample[]>;
   /** Releases sockets or other handles; called once on shutdown. */
   close?(): void;
+  /**
+   * A BPF-backed collector loads its programs through a tracer that the
+   * tracing manager starts, restarts and reports on; collect() reads its maps.
+   */
+  readonly tracer?: Tracer;
 }
 
 export interface CollectorContext {
   readonly fs: HostFs;
   readonly config: Config;
   readonly log: Logger;
+  /** Directory of the compiled BPF objects (`--bpf-dir`). */
+  readonly bpfDir: string;
 }
 
 export interface CollectorDefinition {
   readonly name: string;
+  /** True when create() returns a collector with a tracer (shown as disabled when blacklisted). */
+  readonly tracing?: boolean;
   create(ctx: CollectorContext): Collector;
 }
 
 export function defineCollector(
   name: string,
   create: (ctx: CollectorContext) => Omit<Collector, "name">,
+  opts: { tracing?: boolean } = {},
 ): CollectorDefinition {
-  return { name, create: (ctx) => ({ name, ...create(ctx) }) };
+  return { name, tracing: opts.tracing, create: (ctx) => ({ name, ...create(ctx) }) };
 }

@@ -4,6 +4,7 @@
 import type { Logger } from "../log/logger.ts";
 import { CONTENT_TYPE } from "../metrics/exposition.ts";
 import type { Registry } from "../metrics/registry.ts";
+import type { TracerManager } from "../tracing/manager.ts";
 import type { ListenAddr } from "./listen.ts";
 
 export interface ServerDeps {
@@ -11,6 +12,7 @@ export interface ServerDeps {
   log: Logger;
   version: Record<string, string>;
   isReady: () => boolean;
+  tracers?: TracerManager;
 }
 
 export type Route = (req: Request) => Response | Promise<Response>;
@@ -39,6 +41,7 @@ export function buildRoutes(deps: ServerDeps): Map<string, Map<string, Route>> {
     () => deps.isReady() ? jsonResponse(200, { status: "ready" }) : jsonResponse(503, { status: "starting" }),
   );
   add("GET", "/version", () => jsonResponse(200, deps.version));
+  add("GET", "/v1/tracers", () => jsonResponse(200, { tracers: deps.tracers?.statuses() ?? [] }));
   return routes;
 }
 

@@ -53,3 +53,23 @@ Deno.test("listen addresses", () => {
     assertEquals(threw, true, bad);
   }
 });
+
+Deno.test("GET /v1/tracers lists tracer states", async () => {
+  const { TracerManager, UnsupportedError } = await import("../tracing/manager.ts");
+  const tracers = new TracerManager(silentLogger);
+  tracers.add({ name: "runqlat", start: () => Promise.resolve(), stop: () => {} });
+  tracers.add({
+    name: "softlockup",
+    start: () => Promise.reject(new UnsupportedError("no hook")),
+    stop: () => {},
+  });
+  await tracers.startAll();
+  const registry = new Registry({}, silentLogger);
+  const h = createHandler({ registry, log: silentLogger, version: {}, isReady: () => true, tracers });
+  const body = await (await h(get("/v1/tracers"))).json();
+  assertEquals(
+    body.tracers.map((t: { name: string; state: string; reason?: string }) => [t.name, t.state, t.reason]),
+    [["runqlat", "running", undefined], ["softlockup", "unsupported", "no hook"]],
+  );
+  await tracers.stopAll();
+});

@@ -123,7 +123,7 @@ import { silentLogger } from ${JSON.stringify(new URL("../../log/logger.ts", imp
 const scrape = async (excluded) => {
   const config = defaultConfig();
   config.MetricCollector.Qdisc.DeviceExcluded = excluded;
-  const c = qdisc.create({ fs: new HostFs(), config, log: silentLogger });
+  const c = qdisc.create({ fs: new HostFs(), config, log: silentLogger, bpfDir: "" });
   try { return await c.collect(); } finally { c.close?.(); }
 };
 console.log(JSON.stringify({ all: await scrape(""), excluded: await scrape("^vq1$") }));
@@ -204,6 +204,6 @@ Deno.test({
 });
 
 Deno.test("collector with config: builds from defaultConfig and names itself qdisc", () => {
-  const c = qdisc.create({ fs: new HostFs(), config: defaultConfig(), log: silentLogger });
+  const c = qdisc.create({ fs: new HostFs(), config: defaultConfig(), log: silentLogger, bpfDir: "" });
   assertEquals(c.name, "qdisc");
 });
