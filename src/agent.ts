@@ -13,8 +13,10 @@ import { ListenError, startServer } from "./server/http.ts";
 import { parseListenAddr } from "./server/listen.ts";
 import { RuntimeCgroup } from "./runtime/cgroup.ts";
 import { defaultBpfDir } from "./bpf/locate.ts";
+import { BpfRuntime } from "./bpf/tracer.ts";
 import { type Tracer, TracerManager } from "./tracing/manager.ts";
 import { tracerStatusCollector } from "./tracing/status.ts";
+import { bpfProgramsCollector } from "./bpf/stats.ts";
 import { VERSION } from "./version.ts";
 
 export const EXIT_OK = 0;
@@ -71,6 +73,7 @@ export function buildRegistry(
     registry.register(collector);
   }
   registry.register(tracerStatusCollector(tracers));
+  registry.register(bpfProgramsCollector(ctx.bpf));
   return registry;
 }
 
@@ -120,8 +123,8 @@ export async function runAgent(opts: CliOptions): Promise<number> {
   const fs = new HostFs(opts.procfsPrefix);
   const host = Deno.hostname();
   const tracers = new TracerManager(log);
-  const bpfDir = opts.bpfDir ?? defaultBpfDir();
-  const registry = buildRegistry({ fs, config, log, bpfDir }, { host, region: opts.region }, tracers);
+  const bpf = new BpfRuntime(opts.bpfDir ?? defaultBpfDir());
+  const registry = buildRegistry({ fs, config, log, bpf }, { host, region: opts.region }, tracers);
   let ready = false;
 
   let server: Deno.HttpServer<Deno.NetAddr>;

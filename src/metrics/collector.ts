@@ -5,6 +5,7 @@
 
 import type { Config } from "../config/schema.ts";
 import type { HostFs } from "../host/fs.ts";
+import type { BpfRuntime } from "../bpf/tracer.ts";
 import type { Logger } from "../log/logger.ts";
 import type { Tracer } from "../tracing/manager.ts";
 import type { Sample } from "./sample.ts";
@@ -26,8 +27,8 @@ export interface CollectorContext {
   readonly fs: HostFs;
   readonly config: Config;
   readonly log: Logger;
-  /** Directory of the compiled BPF objects (`--bpf-dir`). */
-  readonly bpfDir: string;
+  /** The BPF object directory (`--bpf-dir`) and the loaded BPF tracers. */
+  readonly bpf: BpfRuntime;
 }
 
 export interface CollectorDefinition {

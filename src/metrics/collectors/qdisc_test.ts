@@ -9,6 +9,7 @@ import { silentLogger } from "../../log/logger.ts";
 import { assert, assertEquals } from "../../testing/assert.ts";
 import { NameFilter } from "../filter.ts";
 import type { Sample } from "../sample.ts";
+import { BpfRuntime } from "../../bpf/tracer.ts";
 import qdisc, { qdiscSamples, sumByDeviceKind } from "./qdisc.ts";
 
 interface TcQdisc {
@@ -123,7 +124,7 @@ import { silentLogger } from ${JSON.stringify(new URL("../../log/logger.ts", imp
 const scrape = async (excluded) => {
   const config = defaultConfig();
   config.MetricCollector.Qdisc.DeviceExcluded = excluded;
-  const c = qdisc.create({ fs: new HostFs(), config, log: silentLogger, bpfDir: "" });
+  const c = qdisc.create({ fs: new HostFs(), config, log: silentLogger, bpf: new BpfRuntime("") });
   try { return await c.collect(); } finally { c.close?.(); }
 };
 console.log(JSON.stringify({ all: await scrape(""), excluded: await scrape("^vq1$") }));
@@ -204,6 +205,11 @@ Deno.test({
 });
 
 Deno.test("collector with config: builds from defaultConfig and names itself qdisc", () => {
-  const c = qdisc.create({ fs: new HostFs(), config: defaultConfig(), log: silentLogger, bpfDir: "" });
+  const c = qdisc.create({
+    fs: new HostFs(),
+    config: defaultConfig(),
+    log: silentLogger,
+    bpf: new BpfRuntime(""),
+  });
   assertEquals(c.name, "qdisc");
 });

@@ -1,0 +1,45 @@
+// Self-observability of our BPF programs, as ebpf_exporter does: run count and
+// run time per program (from bpf_prog_info; the kernel counts them only while
+// sysctl kernel.bpf_stats_enabled=1) and whether those stats are on.
+
+import { bpfStatsEnabled } from "../../ffi/libbpf.ts";
+import type { Collector } from "../metrics/collector.ts";
+import { counter, gauge, type Sample } from "../metrics/sample.ts";
+import type { BpfRuntime } from "./tracer.ts";
+
+export function bpfProgramsCollector(runtime: BpfRuntime): Collector {
+  return {
+    name: "bpf_programs",
+    collect() {
+      const out: Sample[] = [
+        gauge(
+          "bpf_stats_enabled",
+          "Whether kernel.bpf_stats_enabled is on (program run counts and times).",
+          bpfStatsEnabled() ? 1 : 0,
+        ),
+      ];
+      for (const t of runtime.live) {
+        for (const p of t.object.programs) {
+          if (p.fd < 0) continue;
+          const info = p.info();
+          const labels = { tracer: t.name, program: p.name };
+          out.push(
+            counter(
+              "bpf_program_run_count_total",
+              "Times a BPF program ran (needs kernel.bpf_stats_enabled).",
+              Number(info.runCnt),
+              labels,
+            ),
+            counter(
+              "bpf_program_run_time_seconds_total",
+              "Time spent running a BPF program (needs kernel.bpf_stats_enabled).",
+              Number(info.runTimeNs) / 1e9,
+              labels,
+            ),
+          );
+        }
+      }
+      return Promise.resolve(out);
+    },
+  };
+}

@@ -1,0 +1,121 @@
+// A BPF tracer: loads one object from the BPF directory, sets its read-only
+// constants, attaches its programs, and closes everything on stop. Errors that
+// mean "this kernel cannot do it" (no BTF, a missing tracepoint, no permission
+// to load BPF) become UnsupportedError so the manager reports, not retries.
+
+import { BPF_PROG_TYPE_PERF_EVENT, BpfError, BpfObject, type RodataValue } from "../../ffi/libbpf.ts";
+import type { Logger } from "../log/logger.ts";
+import { type Tracer, type TracerContext, UnsupportedError } from "../tracing/manager.ts";
+
+const EPERM = 1;
+const ENOENT = 2;
+
+export interface BpfTracerSpec {
+  /** Tracer name (= collector / BlackList name). */
+  readonly name: string;
+  /** Object file name inside the BPF directory, e.g. "runqlat.o". */
+  readonly object: string;
+  readonly rodata?: Record<string, RodataValue>;
+  /** Programs whose hook may be absent on older kernels; their attach failures are logged, not fatal. */
+  readonly optionalPrograms?: readonly string[];
+}
+
+/** Where objects live, and the set of loaded tracers for self-observability. */
+export class BpfRuntime {
+  readonly live = new Set<BpfTracer>();
+  constructor(readonly dir: string, readonly kernelBtf = "/sys/kernel/btf/vmlinux") {}
+}
+
+export class BpfTracer implements Tracer {
+  #object?: BpfObject;
+  #reason = "not started";
+  /** Programs left unattached because their hook is missing on this kernel. */
+  readonly skipped: string[] = [];
+
+  constructor(readonly spec: BpfTracerSpec, readonly runtime: BpfRuntime) {}
+
+  get name(): string {
+    return this.spec.name;
+  }
+
+  /** The loaded object; throws (naming why) when the tracer is not running. */
+  get object(): BpfObject {
+    if (!this.#object) throw new Error(`BPF programs of ${this.name} are not running: ${this.#reason}`);
+    return this.#object;
+  }
+
+  start(ctx: TracerContext): Promise<void> {
+    try {
+      this.#object = this.#load(ctx.log);
+      this.runtime.live.add(this);
+      this.#reason = "running";
+      return Promise.resolve();
+    } catch (err) {
+      this.#reason = err instanceof Error ? err.message : String(err);
+      return Promise.reject(err);
+    }
+  }
+
+  stop(): void {
+    this.runtime.live.delete(this);
+    this.#object?.close();
+    this.#object = undefined;
+    if (this.#reason === "running") this.#reason = "stopped";
+  }
+
+  #load(log: Logger): BpfObject {
+    const path = `${this.runtime.dir}/${this.spec.object}`;
+    try {
+      Deno.statSync(path);
+    } catch {
+      throw new Error(
+        `BPF object ${path} not found (build it with ./build.sh bpf, or point --bpf-dir at it)`,
+      );
+    }
+    const btfCustomPath = this.#customBtf();
+    let obj: BpfObject | undefined;
+    try {
+      obj = BpfObject.openFile(path, { btfCustomPath });
+      if (this.spec.rodata) obj.setRodata(this.spec.rodata);
+      obj.load();
+      for (const p of obj.programs) {
+        if (p.fd < 0 || p.type === BPF_PROG_TYPE_PERF_EVENT) continue;
+        try {
+          p.attach();
+        } catch (err) {
+          if (!(err instanceof BpfError && err.errno === ENOENT)) throw err;
+          if (!this.spec.optionalPrograms?.includes(p.name)) {
+            throw new UnsupportedError(
+              `${this.spec.object}: hook of program ${p.name} (${p.section}) missing on this kernel`,
+            );
+          }
+          this.skipped.push(p.name);
+          log.info("optional BPF program not attached: hook missing", { tracer: this.name, program: p.name });
+        }
+      }
+      return obj;
+    } catch (err) {
+      obj?.close();
+      if (err instanceof BpfError && err.errno === EPERM) {
+        throw new UnsupportedError(`${err.message}: loading BPF needs root (or CAP_BPF and CAP_PERFMON)`);
+      }
+      throw err;
+    }
+  }
+
+  /** Kernels without /sys/kernel/btf/vmlinux need a BTF file shipped as <bpf-dir>/btf/<release>.btf. */
+  #customBtf(): string | undefined {
+    try {
+      Deno.statSync(this.runtime.kernelBtf);
+      return undefined;
+    } catch {
+      const custom = `${this.runtime.dir}/btf/${Deno.osRelease()}.btf`;
+      try {
+        Deno.statSync(custom);
+        return custom;
+      } catch {
+        throw new UnsupportedError(`kernel has no BTF (${this.runtime.kernelBtf}) and no ${custom}`);
+      }
+    }
+  }
+}
