@@ -121,6 +121,7 @@ import qdisc from ${JSON.stringify(new URL("./qdisc.ts", import.meta.url).href)}
 import { defaultConfig } from ${JSON.stringify(new URL("../../config/schema.ts", import.meta.url).href)};
 import { HostFs } from ${JSON.stringify(new URL("../../host/fs.ts", import.meta.url).href)};
 import { silentLogger } from ${JSON.stringify(new URL("../../log/logger.ts", import.meta.url).href)};
+import { BpfRuntime } from ${JSON.stringify(new URL("../../bpf/tracer.ts", import.meta.url).href)};
 const scrape = async (excluded) => {
   const config = defaultConfig();
   config.MetricCollector.Qdisc.DeviceExcluded = excluded;
