@@ -15,7 +15,7 @@
 //
 // By default the client asks for an uncompressed body (Accept-Encoding:
 // identity) so the numbers are collection + rendering + transfer; --gzip asks
-// for gzip as Prometheus does (both servers then compress). --blacklist adds
+// for gzip as Prometheus does (a server that supports it then compresses). --blacklist adds
 // collectors to the agent's BlackList, to measure what one collector costs; it
 // is a diagnostic, the headline numbers use the shipped config unchanged.
 //
@@ -232,6 +232,9 @@ async function startOurs(blacklist: string[]): Promise<Proc> {
       try {
         agent.child.kill("SIGKILL");
       } catch { /* already exited */ }
+      try {
+        Deno.removeSync(agent.dir, { recursive: true });
+      } catch { /* already removed */ }
     },
   };
 }
@@ -344,14 +347,24 @@ function newTarget(proc: Proc, durationMetric: string, successMetric: string): T
 /** One full request + body read; returns the elapsed ms and the decoded body. */
 async function scrapeOnce(t: Target, gzip: boolean): Promise<{ ms: number; body: Uint8Array }> {
   const t0 = performance.now();
-  const res = await fetch(t.proc.metricsUrl, {
-    headers: {
-      "accept": "text/plain;version=0.0.4;q=1,*/*;q=0.1",
-      "accept-encoding": gzip ? "gzip" : "identity",
-    },
-    signal: AbortSignal.timeout(SCRAPE_TIMEOUT_MS),
-  });
-  const body = new Uint8Array(await res.arrayBuffer());
+  let res: Response;
+  let body: Uint8Array;
+  try {
+    res = await fetch(t.proc.metricsUrl, {
+      headers: {
+        "accept": "text/plain;version=0.0.4;q=1,*/*;q=0.1",
+        "accept-encoding": gzip ? "gzip" : "identity",
+      },
+      signal: AbortSignal.timeout(SCRAPE_TIMEOUT_MS),
+    });
+    body = new Uint8Array(await res.arrayBuffer());
+  } catch (err) {
+    await sleep(200); // let an exit be noticed
+    const why = t.proc.exited() ? ` (${t.proc.name} exited; its output:\n${t.proc.output()})` : "";
+    throw new Error(
+      `${t.proc.name}: GET ${t.proc.metricsUrl}: ${err instanceof Error ? err.message : err}${why}`,
+    );
+  }
   const ms = performance.now() - t0;
   if (res.status !== 200) throw new Error(`${t.proc.name}: GET ${t.proc.metricsUrl}: HTTP ${res.status}`);
   return { ms, body };
@@ -471,6 +484,10 @@ async function machineInfo(nodeExporterPath: string): Promise<Record<string, str
     ?.[1];
   const ne = await run(nodeExporterPath, ["--version"]);
   const ours = await run(BINARY, ["--version"]);
+  const built = await Deno.stat(BINARY).then((st) => st.mtime?.toISOString() ?? "?", () => "?");
+  const kind = (await startsWithShebang(BINARY)) ? "deno bundle + launcher" : "deno compile";
+  const head = await run("git", ["-C", ROOT, "rev-parse", "--short", "HEAD"]);
+  const dirty = await run("git", ["-C", ROOT, "status", "--porcelain", "--untracked-files=no"]);
   const load = (await Deno.readTextFile("/proc/loadavg").catch(() => "")).split(" ").slice(0, 3).join(" ");
   return {
     date: new Date().toISOString(),
@@ -481,9 +498,23 @@ async function machineInfo(nodeExporterPath: string): Promise<Record<string, str
     "loadavg at start": load,
     "bench deno": Deno.version.deno,
     "huatuo-bamai": ours.ok ? ours.out.split("\n")[0] : `unknown (${ours.out})`,
+    "huatuo-bamai build": `${kind}, built ${built}, git ${head.ok ? head.out : "?"}${
+      dirty.ok && dirty.out !== "" ? " + uncommitted changes" : ""
+    }`,
     "node_exporter": (ne.out.split("\n")[0] ?? "unknown").trim(),
     "node_exporter path": nodeExporterPath,
   };
+}
+
+async function startsWithShebang(path: string): Promise<boolean> {
+  try {
+    using f = await Deno.open(path);
+    const head = new Uint8Array(2);
+    const n = await f.read(head);
+    return n === 2 && head[0] === 0x23 && head[1] === 0x21;
+  } catch {
+    return false;
+  }
 }
 
 async function clockTick(): Promise<number> {
@@ -651,9 +682,10 @@ function report(opts: Options, info: Record<string, string>, clkTck: number, a: 
 
   const collectors = (s: Summary) => {
     out.push(
-      `${s.name} collectors: ${s.collectorsOk.length} succeeded, ${s.collectorsFailed.length} failed`,
-      `  succeeded: ${s.collectorsOk.join(" ") || "-"}`,
-      `  failed:    ${s.collectorsFailed.join(" ") || "-"}`,
+      `${s.name} collectors (its *_scrape_collector_success series): ${s.collectorsOk.length} ran with ` +
+        `success 1, ${s.collectorsFailed.length} ran with success 0`,
+      `  success 1: ${s.collectorsOk.join(" ") || "-"}`,
+      `  success 0: ${s.collectorsFailed.join(" ") || "-"}`,
       `  slowest (mean self-reported duration, ms; collectors run concurrently): ` +
         s.topCollectorsMs.slice(0, 6).map(([c, ms]) => `${c} ${fmt(ms)}`).join(", "),
     );

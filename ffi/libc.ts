@@ -14,6 +14,13 @@ const SYMBOLS = {
   sysconf: { parameters: ["i32"], result: "i64" },
   __errno_location: { parameters: [], result: "pointer" },
   strerror: { parameters: ["i32"], result: "pointer" },
+  // Event buffers (ffi/ringbuf.ts, ffi/perfbuf.ts): mapping BPF ring buffers
+  // and perf rings, perf_event_open through syscall(), PERF_EVENT_IOC_*.
+  mmap: { parameters: ["pointer", "usize", "i32", "i32", "i32", "i64"], result: "pointer" },
+  munmap: { parameters: ["pointer", "usize"], result: "i32" },
+  syscall: { parameters: ["i64", "buffer", "i64", "i64", "i64", "u64"], result: "i64" },
+  ioctl: { parameters: ["i32", "u64", "u64"], result: "i32" },
+  getppid: { parameters: [], result: "i32" },
 } as const;
 
 type Libc = Deno.DynamicLibrary<typeof SYMBOLS>["symbols"];
@@ -175,4 +182,74 @@ let cachedPageSize: number | undefined;
 export function pageSize(): number {
   cachedPageSize ??= sysconf(_SC_PAGESIZE);
   return cachedPageSize;
+}
+
+// ---------------------------------------------------------------------------
+// Memory mappings, perf events (ffi/ringbuf.ts, ffi/perfbuf.ts).
+
+export const PROT_READ = 1;
+export const PROT_WRITE = 2;
+export const MAP_SHARED = 1;
+export const ENODEV = 19;
+
+// (void *)-1
+const MAP_FAILED = 0xffffffffffffffffn;
+
+/** mmap(NULL, length, prot, flags, fd, offset); throws ErrnoError on MAP_FAILED. */
+export function mmap(
+  length: number,
+  prot: number,
+  flags: number,
+  fd: number,
+  offset: number,
+): Deno.PointerObject {
+  const p = libc().mmap(null, BigInt(length), prot, flags, fd, BigInt(offset));
+  if (p === null || BigInt(Deno.UnsafePointer.value(p)) === MAP_FAILED) {
+    fail(`mmap(fd ${fd}, ${length} bytes)`);
+  }
+  return p;
+}
+
+export function munmap(addr: Deno.PointerObject, length: number): void {
+  if (libc().munmap(addr, BigInt(length)) < 0) fail("munmap");
+}
+
+// __NR_perf_event_open.
+const SYS_PERF_EVENT_OPEN = Deno.build.arch === "aarch64" ? 241n : 298n;
+
+/** perf_event_open(2); returns the fd, throws ErrnoError (e.g. ENODEV for an offline CPU). */
+export function perfEventOpen(
+  attr: Uint8Array<ArrayBuffer>,
+  pid: number,
+  cpu: number,
+  groupFd: number,
+  flags: number,
+): number {
+  const fd = libc().syscall(
+    SYS_PERF_EVENT_OPEN,
+    attr,
+    BigInt(pid),
+    BigInt(cpu),
+    BigInt(groupFd),
+    BigInt(flags),
+  );
+  if (fd < 0n) fail(`perf_event_open(cpu ${cpu})`);
+  return Number(fd);
+}
+
+/** ioctl with an integer argument; returns the (non-negative) result. */
+export function ioctl(fd: number, request: number, arg: number | bigint = 0): number {
+  const r = libc().ioctl(fd, BigInt(request), BigInt(arg));
+  if (r < 0) fail(`ioctl(fd ${fd}, 0x${request.toString(16)})`);
+  return r;
+}
+
+/** getppid(2): also the cheap syscall the flood BPF test program hooks. */
+export function getppid(): number {
+  return libc().getppid();
+}
+
+/** The raw getppid symbol, for tight loops without a wrapper frame. */
+export function getppidSymbol(): () => number {
+  return libc().getppid;
 }

@@ -61,10 +61,20 @@ export class DumpInterruptedError extends Error {
   }
 }
 
+let recvBuffer: Uint8Array<ArrayBuffer> | undefined;
+
+function sharedRecvBuffer(): Uint8Array<ArrayBuffer> {
+  recvBuffer ??= new Uint8Array(RECV_BUFFER);
+  return recvBuffer;
+}
+
 export class RtNetlink {
   #fd: number;
   #seq: number;
-  readonly #buf = new Uint8Array(RECV_BUFFER);
+  // One receive buffer for every socket: dump() is synchronous on the JS
+  // thread, so no two dumps ever use it at once, and a 1 MiB allocation per
+  // scrape would grow the process's native memory.
+  readonly #buf = sharedRecvBuffer();
 
   /** Opens the socket in the calling thread's current net namespace. */
   constructor() {

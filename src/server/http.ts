@@ -30,9 +30,16 @@ export function buildRoutes(deps: ServerDeps): Map<string, Map<string, Route>> {
     if (!routes.has(path)) routes.set(path, new Map());
     routes.get(path)!.set(method, route);
   };
-  add("GET", "/metrics", async () => {
+  add("GET", "/metrics", async (req) => {
     const { text } = await deps.registry.scrape();
-    return new Response(text, { headers: { "content-type": CONTENT_TYPE } });
+    // Prometheus always asks for gzip; the exposition compresses ~6x.
+    if (acceptsGzip(req)) {
+      const body = new Blob([text]).stream().pipeThrough(new CompressionStream("gzip"));
+      return new Response(body, {
+        headers: { "content-type": CONTENT_TYPE, "content-encoding": "gzip", vary: "accept-encoding" },
+      });
+    }
+    return new Response(text, { headers: { "content-type": CONTENT_TYPE, vary: "accept-encoding" } });
   });
   add("GET", "/healthz", () => jsonResponse(200, { status: "ok" }));
   add(
@@ -43,6 +50,11 @@ export function buildRoutes(deps: ServerDeps): Map<string, Map<string, Route>> {
   add("GET", "/version", () => jsonResponse(200, deps.version));
   add("GET", "/v1/tracers", () => jsonResponse(200, { tracers: deps.tracers?.statuses() ?? [] }));
   return routes;
+}
+
+export function acceptsGzip(req: Request): boolean {
+  const accept = req.headers.get("accept-encoding");
+  return accept !== null && /(^|,)\s*gzip\s*(;\s*q=(?!0(\.0*)?\s*($|,))[\d.]+)?\s*($|,)/i.test(accept);
 }
 
 export function createHandler(deps: ServerDeps): (req: Request) => Promise<Response> {

@@ -73,3 +73,19 @@ Deno.test("GET /v1/tracers lists tracer states", async () => {
   );
   await tracers.stopAll();
 });
+
+Deno.test("GET /metrics is gzip-compressed when the client accepts it", async () => {
+  const plain = await (await handler()(get("/metrics"))).text();
+  const res = await handler()(
+    new Request("http://localhost/metrics", { headers: { "accept-encoding": "gzip, deflate" } }),
+  );
+  assertEquals(res.headers.get("content-encoding"), "gzip");
+  const unzipped = await new Response(res.body!.pipeThrough(new DecompressionStream("gzip"))).text();
+  // Durations differ between scrapes; compare everything else.
+  const strip = (t: string) => t.replace(/(scrape_collector_duration_seconds\{[^}]*\}) \S+/g, "$1");
+  assertEquals(strip(unzipped), strip(plain));
+  const refused = await handler()(
+    new Request("http://localhost/metrics", { headers: { "accept-encoding": "gzip;q=0" } }),
+  );
+  assertEquals(refused.headers.get("content-encoding"), null);
+});

@@ -29,7 +29,11 @@ export function iolatencyByCgroup(tracer: BpfTracer): Map<IoLatKey, number[]> {
 }
 
 export default defineCollector("iolatency", ({ bpf }) => {
-  const tracer = new BpfTracer({ name: "iolatency", object: "iolatency.o" }, bpf);
+  const tracer = new BpfTracer({
+    name: "iolatency",
+    object: "iolatency.o",
+    optionalPrograms: ["iolat_io_start"],
+  }, bpf);
   return {
     tracer,
     collect() {

@@ -1,0 +1,51 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * hungtask: the hung task detector (khungtaskd, CONFIG_DETECT_HUNG_TASK)
+ * found a task in D state that has not been scheduled for
+ * kernel.hung_task_timeout_secs. sched:sched_process_hang fires once per
+ * detection, i.e. again at every check interval while the task stays hung
+ * (regardless of kernel.hung_task_warnings, which only limits the log).
+ *
+ * Program (raw tracepoint): raw_tp/sched_process_hang (struct task_struct *)
+ *
+ * Maps (agent contract):
+ *   hungtask_count   ARRAY[1] key __u32 0, value __u64 (cumulative detections)
+ *   hungtask_events  RINGBUF 256 KiB, records struct hungtask_event:
+ *                      offset 0  __u32 pid   (kernel tid of the hung task)
+ *                      offset 4  char comm[16] (NUL-terminated)
+ *                      offset 24 __u64 ts    (CLOCK_MONOTONIC ns, bpf_ktime_get_ns)
+ *                    32 bytes (4 bytes of padding at 20). Events are dropped
+ *                    when the ring is full; the counter still counts them.
+ *                    BPF_MAP_TYPE_RINGBUF needs kernel >= 5.8.
+ */
+#include "huatuo.h"
+
+struct hungtask_event {
+	__u32 pid;
+	char comm[TASK_COMM_LEN];
+	__u64 ts;
+};
+
+HUATUO_MAP(hungtask_count, BPF_MAP_TYPE_ARRAY, __u32, __u64, 1);
+HUATUO_RINGBUF(hungtask_events, 256 * 1024);
+
+SEC("raw_tp/sched_process_hang")
+int BPF_PROG(hungtask_hang, struct task_struct *task)
+{
+	struct hungtask_event *ev;
+	__u32 key = 0;
+	__u64 *cnt;
+
+	cnt = bpf_map_lookup_elem(&hungtask_count, &key);
+	if (cnt)
+		__sync_fetch_and_add(cnt, 1);
+
+	ev = bpf_ringbuf_reserve(&hungtask_events, sizeof(*ev), 0);
+	if (!ev)
+		return 0;
+	ev->pid = BPF_CORE_READ(task, pid);
+	BPF_CORE_READ_STR_INTO(&ev->comm, task, comm);
+	ev->ts = bpf_ktime_get_ns();
+	bpf_ringbuf_submit(ev, 0);
+	return 0;
+}
