@@ -14,6 +14,7 @@ import { parseListenAddr } from "./server/listen.ts";
 import { RuntimeCgroup } from "./runtime/cgroup.ts";
 import { defaultBpfDir } from "./bpf/locate.ts";
 import { BpfRuntime } from "./bpf/tracer.ts";
+import { setLibbpfLogger } from "../ffi/libbpf.ts";
 import { type Tracer, TracerManager } from "./tracing/manager.ts";
 import { tracerStatusCollector } from "./tracing/status.ts";
 import { bpfProgramsCollector } from "./bpf/stats.ts";
@@ -77,6 +78,20 @@ export function buildRegistry(
   return registry;
 }
 
+/**
+ * libbpf's own output (including whole verifier logs) goes to Debug: a load
+ * failure is logged once by the tracing manager with the verifier's last lines.
+ */
+function routeLibbpfLog(log: Logger): void {
+  try {
+    setLibbpfLogger((level, msg) => log.debug("libbpf", { level, msg: msg.trimEnd() }));
+  } catch (err) {
+    log.warn("libbpf unavailable: BPF collectors are off", {
+      error: err instanceof Error ? err.message : String(err),
+    });
+  }
+}
+
 function idleTracer(name: string): Tracer {
   return { name, start: () => Promise.resolve(), stop: () => {} };
 }
@@ -122,6 +137,7 @@ export async function runAgent(opts: CliOptions): Promise<number> {
 
   const fs = new HostFs(opts.procfsPrefix);
   const host = Deno.hostname();
+  routeLibbpfLog(log);
   const tracers = new TracerManager(log);
   const bpf = new BpfRuntime(opts.bpfDir ?? defaultBpfDir());
   const registry = buildRegistry({ fs, config, log, bpf }, { host, region: opts.region }, tracers);

@@ -96,6 +96,9 @@ export class BpfTracer implements Tracer {
       return obj;
     } catch (err) {
       obj?.close();
+      if (err instanceof Error && /libbpf\.so/.test(err.message) && !(err instanceof BpfError)) {
+        throw new UnsupportedError(`libbpf.so.1 cannot be loaded (install libbpf1): ${err.message}`);
+      }
       if (err instanceof BpfError && err.errno === EPERM) {
         throw new UnsupportedError(`${err.message}: loading BPF needs root (or CAP_BPF and CAP_PERFMON)`);
       }
