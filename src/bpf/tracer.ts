@@ -21,6 +21,18 @@ export interface BpfTracerSpec {
 }
 
 /** Where objects live, and the set of loaded tracers for self-observability. */
+/**
+ * A collector read a tracer that is not running. Its reason was already
+ * logged by the tracing manager, so the registry logs this one quietly.
+ */
+export class TracerNotRunningError extends Error {
+  readonly quiet = true;
+  constructor(name: string, reason: string) {
+    super(`BPF programs of ${name} are not running: ${reason}`);
+    this.name = "TracerNotRunningError";
+  }
+}
+
 export class BpfRuntime {
   readonly live = new Set<BpfTracer>();
   constructor(readonly dir: string, readonly kernelBtf = "/sys/kernel/btf/vmlinux") {}
@@ -40,7 +52,7 @@ export class BpfTracer implements Tracer {
 
   /** The loaded object; throws (naming why) when the tracer is not running. */
   get object(): BpfObject {
-    if (!this.#object) throw new Error(`BPF programs of ${this.name} are not running: ${this.#reason}`);
+    if (!this.#object) throw new TracerNotRunningError(this.name, this.#reason);
     return this.#object;
   }
 

@@ -77,7 +77,9 @@ export class Registry {
     } catch (err) {
       const error = err instanceof Error ? err.message : String(err);
       if (this.#lastError.get(c.name) !== error) {
-        this.#log.error("collector failed", { collector: c.name, error });
+        // Errors that repeat something already logged elsewhere (a tracer that is not running) say so at Warn.
+        const quiet = typeof err === "object" && err !== null && (err as { quiet?: unknown }).quiet === true;
+        (quiet ? this.#log.warn : this.#log.error)("collector failed", { collector: c.name, error });
         this.#lastError.set(c.name, error);
       } else {
         this.#log.debug("collector still failing", { collector: c.name, error });

@@ -135,7 +135,7 @@ export class TracerManager {
       await this.#safeStop(e);
       if (error instanceof UnsupportedError) {
         this.#set(e, "unsupported", error.message);
-        this.#log.warn("tracer unsupported on this kernel", { tracer: e.tracer.name, reason: error.message });
+        this.#log.warn("tracer unsupported here", { tracer: e.tracer.name, reason: error.message });
         return;
       }
       this.#log.error("tracer failed to start", { tracer: e.tracer.name, error: error.message });
