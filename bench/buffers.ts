@@ -484,6 +484,10 @@ function cpuSeconds(pid: number): number {
 }
 const CLK_TCK = 100; // USER_HZ on Linux
 
+function loadavg(): number {
+  return Number(Deno.readTextFileSync("/proc/loadavg").split(" ")[0]);
+}
+
 /** Reads lines from a stream until `match` matches one. */
 async function waitLine(
   reader: ReadableStreamDefaultReader<Uint8Array>,
@@ -549,6 +553,9 @@ interface RunResult {
   mode: Mode;
   /** The producer's target in events/s; 0 = flat out. */
   target: number;
+  /** 1-minute loadavg when the producer started and when the drain ended (the VM is shared). */
+  loadStart: number;
+  loadEnd: number;
   seconds: number;
   producedRate: number;
   consumedRate: number;
@@ -567,6 +574,8 @@ interface RunResult {
   maxScrape: number;
   scrapes: number;
   pollMsMax: number;
+  /** Wall time inside poll() (the reader + handler) per event consumed, ns. */
+  pollNsPerEvent: number;
   outOfOrder: number;
   errors: number;
   bpfLost: number;
@@ -612,6 +621,7 @@ async function runMode(mode: Mode, rate: number, opts: Options, producerBin: str
 
     // Events.
     s = scraper(port);
+    const loadStart = loadavg();
     const cpu0 = cpuSeconds(consumer.pid);
     const t0 = performance.now();
     await stdin.write(enc.encode("go\n"));
@@ -625,6 +635,7 @@ async function runMode(mode: Mode, rate: number, opts: Options, producerBin: str
     }
     const wall = (performance.now() - t0) / 1000;
     const cpuPct = (cpuSeconds(consumer.pid) - cpu0) / wall * 100;
+    const loadEnd = loadavg();
     const lat = (await s.stop()).sort((a, b) => a - b);
     const calls = Number(done[1]);
     if (st.produced !== calls * opts.eventsPerCall) {
@@ -634,6 +645,8 @@ async function runMode(mode: Mode, rate: number, opts: Options, producerBin: str
     return {
       mode,
       target: rate,
+      loadStart,
+      loadEnd,
       seconds: producerSeconds,
       producedRate: st.produced / producerSeconds,
       consumedRate: st.events / wall,
@@ -650,6 +663,7 @@ async function runMode(mode: Mode, rate: number, opts: Options, producerBin: str
       maxScrape: lat[lat.length - 1],
       scrapes: lat.length,
       pollMsMax: st.pollMsMax,
+      pollNsPerEvent: st.events > 0 ? st.pollMsTotal * 1e6 / st.events : NaN,
       outOfOrder: st.outOfOrder,
       errors: st.errors,
       bpfLost: st.bpfLost,
@@ -692,10 +706,13 @@ function table(results: RunResult[]): string {
     "loss",
     "consumer CPU",
     "idle CPU",
+    "ns/event in poll",
+    "ns CPU/event",
     "/metrics p50 / p99",
     "idle /metrics p50 / p99",
     "longest poll",
     "order errors",
+    "loadavg",
   ];
   const rows = results.map((r) => [
     r.mode,
@@ -705,10 +722,13 @@ function table(results: RunResult[]): string {
     `${r.loss} (${r.lossPct.toFixed(2)} %)`,
     fmtPct(r.cpuPct),
     fmtPct(r.idleCpuPct),
+    Number.isFinite(r.pollNsPerEvent) ? r.pollNsPerEvent.toFixed(0) : "n/a",
+    fmtNs(nsPerEvent(r)),
     `${fmtMs(r.p50)} / ${fmtMs(r.p99)}`,
     `${fmtMs(r.idleP50)} / ${fmtMs(r.idleP99)}`,
     fmtMs(r.pollMsMax),
     String(r.outOfOrder),
+    `${r.loadStart.toFixed(1)} → ${r.loadEnd.toFixed(1)}`,
   ]);
   return [head, head.map(() => "---"), ...rows].map((r) => `| ${r.join(" | ")} |`).join("\n");
 }
@@ -720,7 +740,9 @@ function ratios(ours: RunResult | undefined, base: RunResult | undefined, label:
     `${label}: events/s ${fmtRatio(ours.consumedRate / base.consumedRate)}, ` +
     `loss ${lossRatio} (${ours.loss} vs ${base.loss}), CPU ${fmtRatio(ours.cpuPct / base.cpuPct)} ` +
     `(${fmtPct(ours.cpuPct)} vs ${fmtPct(base.cpuPct)}), CPU per event ` +
-    fmtRatio((ours.cpuPct / ours.consumedRate) / (base.cpuPct / base.consumedRate)),
+    fmtRatio((ours.cpuPct / ours.consumedRate) / (base.cpuPct / base.consumedRate)) +
+    `, time in poll per event ${fmtRatio(ours.pollNsPerEvent / base.pollNsPerEvent)} ` +
+    `(${ours.pollNsPerEvent.toFixed(0)} vs ${base.pollNsPerEvent.toFixed(0)} ns)`,
   ];
 }
 
@@ -733,6 +755,57 @@ function goals(ring: RunResult | undefined): string[] {
     `< 25 % of one core: ${fmtPct(ring.cpuPct)} — ${yes(ring.cpuPct < 25)}`,
     `/metrics p99 < 20 ms while events flow: ${fmtMs(ring.p99)} — ${yes(ring.p99 < 20)}`,
   ];
+}
+
+const nsPerEvent = (r: RunResult) => (r.cpuPct - r.idleCpuPct) / 100 / r.consumedRate * 1e9;
+const fmtNs = (ns: number) => !Number.isFinite(ns) ? "n/a" : ns <= 0 ? "< noise" : ns.toFixed(0);
+
+function notes(results: RunResult[]): string[] {
+  const out: string[] = [];
+  const cpus = navigator.hardwareConcurrency;
+  const peak = (r: RunResult) => Math.max(r.loadStart, r.loadEnd);
+  const maxLoad = Math.max(...results.map(peak));
+  if (maxLoad > cpus) {
+    const busy = results.filter((r) => peak(r) > cpus).map((r) => `${r.mode} (${loadLabel(r.target)})`);
+    const load = maxLoad.toFixed(1);
+    out.push(
+      `The VM is shared with other jobs: loadavg reached ${load} on ${cpus} CPUs. In the rows run above ` +
+        `${cpus} (${busy.join(", ")}) consumer and producer competed for CPU: their loss, production rate ` +
+        "and latency percentiles show CPU starvation as much as the reader.",
+    );
+  }
+  for (const r of results) {
+    if (r.mode !== "ring" && r.mode !== "perf") continue;
+    const above = Math.max(0, r.cpuPct - r.idleCpuPct).toFixed(1);
+    const inPoll = r.pollNsPerEvent.toFixed(0);
+    out.push(
+      `${r.mode} (ours, ${loadLabel(r.target)}): ${fmtRate(r.consumedRate)} took ${above} % of one core ` +
+        `above the scrape-only level, ${inPoll} ns per event inside poll(); the other ` +
+        `${fmtPct(r.idleCpuPct)} is serving /metrics 10×/s. /metrics p99 ${fmtMs(r.p99)} while events ` +
+        `flowed vs ${fmtMs(r.idleP99)} idle; the longest poll held the event loop ${fmtMs(r.pollMsMax)}.`,
+    );
+  }
+  for (const r of results) {
+    if (r.mode === "ring-libbpf") {
+      const inPoll = r.pollNsPerEvent.toFixed(0);
+      out.push(
+        `ring-libbpf (${loadLabel(r.target)}): ring_buffer__consume with a JS callback per record costs ` +
+          `${inPoll} ns per event inside poll() (Deno's FFI trampoline, a pointer object and a copy per ` +
+          `record); it consumed ${fmtRate(r.consumedRate)} of ${fmtRate(r.producedRate)} produced, and a ` +
+          `tick held the event loop up to ${fmtMs(r.pollMsMax)} with the same 65536-record budget.`,
+      );
+    } else if (r.mode === "perf-libbpf") {
+      const ours = results.find((x) => x.mode === "perf" && x.target === r.target);
+      const vs = ours ? ` (vs ${fmtRate(ours.producedRate)} with our watermark setup)` : "";
+      out.push(
+        `perf-libbpf (${loadLabel(r.target)}): perf_buffer__new's default (wakeup_events = 1) makes the ` +
+          "kernel raise a wakeup per sample inside bpf_perf_event_output, so the producer itself only " +
+          `reached ${fmtRate(r.producedRate)}${vs}; little is lost because the producer is throttled, not ` +
+          "because the consumer is fast.",
+      );
+    }
+  }
+  return out;
 }
 
 function machine(): string {
@@ -766,7 +839,12 @@ function section(opts: Options, results: RunResult[], cmd: string, mach: string)
     `collector) scraped every ${SCRAPE_EVERY_MS} ms during the run.`,
     "- consumer CPU = the consumer process's CPU time over production + drain (100 % = one core), including " +
     `serving the scrapes; idle CPU and idle /metrics = the same process with scrapes only (${IDLE_S} s before ` +
-    "the producer starts). loss = produced − delivered (produced = the program's flood_seq).",
+    "the producer starts); ns/event in poll = wall time inside the timer's poll() calls (reader + handler) / " +
+    "events; ns CPU/event = (consumer CPU − idle CPU) / events consumed per second, the same cost seen from " +
+    "outside with GC and FFI included (“< noise” when within the idle level's jitter). " +
+    "loss = produced − delivered (produced = the program's flood_seq). longest poll = the longest time one " +
+    "timer tick held the event loop (wall time). loadavg = 1-minute load at the producer's start → the " +
+    "drain's end.",
     "",
     table(results),
     "",
@@ -777,6 +855,10 @@ function section(opts: Options, results: RunResult[], cmd: string, mach: string)
     `Goals (ring buffer path, ours, ${paced ? loadLabel(paced.target) : "not run"}):`,
     "",
     ...goals(paced).map((l) => `- ${l}`),
+    "",
+    "Notes (generated from the numbers above):",
+    "",
+    ...notes(results).map((l) => `- ${l}`),
     "",
   ].join("\n");
 }

@@ -21,6 +21,7 @@ const SYMBOLS = {
   syscall: { parameters: ["i64", "buffer", "i64", "i64", "i64", "u64"], result: "i64" },
   ioctl: { parameters: ["i32", "u64", "u64"], result: "i32" },
   getppid: { parameters: [], result: "i32" },
+  gettid: { parameters: [], result: "i32" },
 } as const;
 
 type Libc = Deno.DynamicLibrary<typeof SYMBOLS>["symbols"];
@@ -247,6 +248,11 @@ export function ioctl(fd: number, request: number, arg: number | bigint = 0): nu
 /** getppid(2): also the cheap syscall the flood BPF test program hooks. */
 export function getppid(): number {
   return libc().getppid();
+}
+
+/** gettid(2): the calling thread's id (glibc 2.30+). */
+export function gettid(): number {
+  return libc().gettid();
 }
 
 /** The raw getppid symbol, for tight loops without a wrapper frame. */

@@ -113,6 +113,9 @@ export class PerfBufferReader extends EventReaderBase {
   #scratchView = new DataView(this.#scratch.buffer);
   #keyBuf = new Uint8Array(4);
   #closed = false;
+  // data_tail is stored at the end of a poll, and within one whenever this
+  // many bytes were consumed since the last store (a quarter ring).
+  #releaseEvery: number;
 
   constructor(map: BpfMap, handler: RecordHandler, opts: PerfBufferReaderOptions = {}) {
     super(handler, opts);
@@ -132,6 +135,7 @@ export class PerfBufferReader extends EventReaderBase {
     this.pageCount = pages;
     this.#page = pageSize();
     this.ringSize = pages * this.#page;
+    this.#releaseEvery = this.ringSize / 4;
     if (this.ringSize > 1 << 30) throw fail(`ring of ${this.ringSize} bytes is over 1 GiB`);
     const warn = opts.onWarn ?? ((msg: string) => console.warn(msg));
 
@@ -231,9 +235,17 @@ export class PerfBufferReader extends EventReaderBase {
     const mask = size - 1;
     const base = this.#page;
     const handler = this.handler;
+    const release = this.#releaseEvery;
     let tail = r.tail;
+    let stored = tail;
     let n = 0;
     while (tail < head && n < budget) {
+      if (tail - stored >= release) {
+        // A long poll gives space back to the kernel as it goes (only up to
+        // the records already handled: `tail` is where the next one starts).
+        Atomics.store(r.meta, TAIL_INDEX, BigInt(tail));
+        stored = tail;
+      }
       const off = tail & mask;
       const at = base + off;
       const type = view.getUint32(at, true);
@@ -270,10 +282,8 @@ export class PerfBufferReader extends EventReaderBase {
       }
       if (this.#closed) return n; // the handler closed us: the mapping is gone
     }
-    if (tail !== r.tail) {
-      r.tail = tail;
-      Atomics.store(r.meta, TAIL_INDEX, BigInt(tail));
-    }
+    r.tail = tail;
+    if (tail !== stored) Atomics.store(r.meta, TAIL_INDEX, BigInt(tail));
     return n;
   }
 

@@ -11,8 +11,9 @@
 //                                  bit 30 DISCARD), u32 page offset, then
 //                                  len bytes, padded to 8.
 // Records are consumed in order; a BUSY record stops the walk until a later
-// poll. The new consumer_pos is stored once per poll (libbpf stores it per
-// record): the kernel sees the space free at the end of the poll.
+// poll. The new consumer_pos is stored at the end of each poll and every
+// quarter ring within one (libbpf stores it per record; each store costs a
+// BigInt here, so not per record).
 //
 // Drops: the ring buffer has no kernel-side lost count — a full ring just
 // makes bpf_ringbuf_reserve() return NULL. Programs count that themselves,
@@ -79,6 +80,9 @@ export class RingBufferReader extends EventReaderBase {
   #mask: number;
   // Our consumer position (== consumer_pos after every poll).
   #cons: number;
+  // consumer_pos is stored at the end of a poll, and within one whenever
+  // this many bytes were consumed since the last store (a quarter ring).
+  #releaseEvery: number;
   #lostBuf: Uint8Array<ArrayBuffer> | null;
   #lostView: DataView | null;
   #lostKey = new Uint8Array(4);
@@ -114,6 +118,7 @@ export class RingBufferReader extends EventReaderBase {
     this.map = map;
     this.size = size;
     this.#mask = size - 1;
+    this.#releaseEvery = Math.max(size / 4, 8);
     this.#page = pageSize();
     this.lostMap = opts.lostMap !== undefined ? opts.lostMap : findLostMap(map);
 
@@ -169,16 +174,24 @@ export class RingBufferReader extends EventReaderBase {
     this.#check();
     checkBudget(budget);
     // Hot loop: locals only; the handler gets numbers and the one DataView.
-    // (The two BigInt conversions below happen once per poll, not per record.)
+    // (BigInt conversions happen once per poll and once per quarter ring, not per record.)
     const prod = Number(Atomics.load(this.#prodPos, 0));
     const hdr = this.#hdr;
     const view = this.#view;
     const handler = this.handler;
     const mask = this.#mask;
     const base = this.#page;
+    const release = this.#releaseEvery;
     let cons = this.#cons;
+    let stored = cons;
     let n = 0;
     while (cons < prod && n < budget) {
+      if (cons - stored >= release) {
+        // A long poll gives space back to the producers as it goes (only up
+        // to the records already handled: `cons` is where the next one starts).
+        Atomics.store(this.#consPos, 0, BigInt(cons));
+        stored = cons;
+      }
       const at = base + (cons & mask);
       const len = Atomics.load(hdr, at >>> 2);
       if ((len & BUSY_BIT) !== 0) break; // reserved, not committed yet
@@ -195,10 +208,8 @@ export class RingBufferReader extends EventReaderBase {
     }
     this.eventCount += n;
     if (this.#closed) return n;
-    if (cons !== this.#cons) {
-      this.#cons = cons;
-      Atomics.store(this.#consPos, 0, BigInt(cons));
-    }
+    this.#cons = cons;
+    if (cons !== stored) Atomics.store(this.#consPos, 0, BigInt(cons));
     return n;
   }
 

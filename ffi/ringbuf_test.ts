@@ -5,7 +5,7 @@
 // reason printed once.
 import { assert, assertEquals, assertStrictEquals, assertThrows } from "../src/testing/assert.ts";
 import { BpfError, BpfObject, numPossibleCpus, setLibbpfLogger } from "./libbpf.ts";
-import { getppidSymbol } from "./libc.ts";
+import { getppidSymbol, gettid } from "./libc.ts";
 import { RingBufferReader } from "./ringbuf.ts";
 
 const FLOOD = new URL("../_output/bpf/test/flood.o", import.meta.url).pathname;
@@ -38,12 +38,13 @@ interface FloodOpts {
   discardEvery?: number;
 }
 
-/** flood.o with only the ring buffer program loaded and attached, filtered on this process. */
+/** flood.o with only the ring buffer program loaded and attached, filtered on this thread. */
 function openFlood(opts: FloodOpts = {}): BpfObject {
   const obj = BpfObject.openFile(FLOOD);
   try {
     obj.setRodata({
       target_tgid: Deno.pid,
+      target_tid: gettid(),
       events_per_call: opts.eventsPerCall ?? 1,
       small_ring: opts.small ?? false,
       discard_every: opts.discardEvery ?? 0,
@@ -357,4 +358,22 @@ bpfTest("ring buffer: flood_lost is a per-CPU map the reader sums", () => {
   for (let i = 0; i < numPossibleCpus(); i++) sum += dv.getBigUint64(i * 8, true);
   assertEquals(BigInt(lost), sum);
   assertStrictEquals(rb.poll() + lost, 500);
+});
+
+bpfTest("ring buffer: a long poll gives space back to producers as it goes (every quarter ring)", () => {
+  using obj = openFlood({ small: true });
+  let produce = true;
+  using rb = new RingBufferReader(obj.map("flood_rb_small"), () => {
+    if (produce) trigger(1); // one new record per record handled
+  });
+  trigger(100); // 4000 of 4096 bytes
+  assertStrictEquals(rb.lost, 0);
+  assertStrictEquals(rb.poll(), 100);
+  // Storing consumer_pos only at the end would leave room for 2 of the 100
+  // new records (98 lost); with a store every 1 KiB about 24 are lost.
+  const lost = rb.lost;
+  assert(lost > 0 && lost < 50, `lost ${lost}`);
+  produce = false;
+  rb.poll();
+  assertStrictEquals(rb.events + lost, 200);
 });

@@ -20,6 +20,10 @@
 char LICENSE[] SEC("license") = "GPL";
 
 const volatile __u32 target_tgid = 0;
+// When non-zero, only this thread of target_tgid counts: `deno test
+// --parallel` runs test modules as threads of one process, and another
+// module's getppid() calls must not feed this one's records.
+const volatile __u32 target_tid = 0;
 const volatile __u32 events_per_call = 1;
 // Write into flood_rb_small (one page) instead of flood_rb: overflow tests.
 const volatile bool small_ring = false;
@@ -142,9 +146,10 @@ SEC("tp/syscalls/sys_enter_getppid")
 int flood_ringbuf(void *ctx)
 {
 	struct loop_ctx lc = { .ctx = ctx };
+	__u64 id = bpf_get_current_pid_tgid();
 
-	lc.tgid = bpf_get_current_pid_tgid() >> 32;
-	if (lc.tgid != target_tgid)
+	lc.tgid = id >> 32;
+	if (lc.tgid != target_tgid || (target_tid && (__u32)id != target_tid))
 		return 0;
 	bpf_loop(events_per_call, emit_ringbuf, &lc, 0);
 	return 0;
@@ -154,9 +159,10 @@ SEC("tp/syscalls/sys_enter_getppid")
 int flood_perfbuf(void *ctx)
 {
 	struct loop_ctx lc = { .ctx = ctx };
+	__u64 id = bpf_get_current_pid_tgid();
 
-	lc.tgid = bpf_get_current_pid_tgid() >> 32;
-	if (lc.tgid != target_tgid)
+	lc.tgid = id >> 32;
+	if (lc.tgid != target_tgid || (target_tid && (__u32)id != target_tid))
 		return 0;
 	bpf_loop(events_per_call, emit_perfbuf, &lc, 0);
 	return 0;

@@ -18,6 +18,12 @@ export interface BpfTracerSpec {
   readonly rodata?: Record<string, RodataValue>;
   /** Programs whose hook may be absent on older kernels; their attach failures are logged, not fatal. */
   readonly optionalPrograms?: readonly string[];
+  /**
+   * Alternative implementations inside one object, best first (e.g. tp_btf
+   * programs, then raw_tp ones): each attempt loads only its own set (plus the
+   * programs in no set); the first set the kernel accepts wins.
+   */
+  readonly alternatives?: readonly (readonly string[])[];
 }
 
 /** Where objects live, and the set of loaded tracers for self-observability. */
@@ -85,9 +91,46 @@ export class BpfTracer implements Tracer {
       );
     }
     const btfCustomPath = this.#customBtf();
+    const sets = this.spec.alternatives ?? [[]];
+    for (let i = 0; i < sets.length; i++) {
+      try {
+        const obj = this.#loadSet(path, btfCustomPath, sets, i, log);
+        if (sets.length > 1) {
+          log.debug("BPF implementation chosen", { tracer: this.name, programs: sets[i].join(",") });
+        }
+        return obj;
+      } catch (err) {
+        // Only a rejection of this implementation's own programs makes the next one worth trying.
+        const ownRejection = err instanceof BpfError && err.program !== undefined &&
+          sets[i].includes(err.program) &&
+          err.errno !== EPERM;
+        if (i === sets.length - 1 || !ownRejection) throw this.#classify(err);
+        log.info("BPF implementation rejected by this kernel; trying the next", {
+          tracer: this.name,
+          programs: sets[i].join(","),
+          error: err instanceof Error ? err.message : String(err),
+        });
+      }
+    }
+    throw new Error("unreachable");
+  }
+
+  #loadSet(
+    path: string,
+    btfCustomPath: string | undefined,
+    sets: readonly (readonly string[])[],
+    chosen: number,
+    log: Logger,
+  ): BpfObject {
     let obj: BpfObject | undefined;
     try {
       obj = BpfObject.openFile(path, { btfCustomPath });
+      // Names absent from the file are skipped: a replaced object still loads (and fails) on its own terms.
+      const present = new Set(obj.programs.map((p) => p.name));
+      sets.forEach((set, i) => {
+        if (i === chosen) return;
+        for (const p of set) if (present.has(p)) obj!.setAutoload(p, false);
+      });
       if (this.spec.rodata) obj.setRodata(this.spec.rodata);
       obj.load();
       for (const p of obj.programs) {
@@ -108,14 +151,18 @@ export class BpfTracer implements Tracer {
       return obj;
     } catch (err) {
       obj?.close();
-      if (err instanceof Error && /libbpf\.so/.test(err.message) && !(err instanceof BpfError)) {
-        throw new UnsupportedError(`libbpf.so.1 cannot be loaded (install libbpf1): ${err.message}`);
-      }
-      if (err instanceof BpfError && err.errno === EPERM) {
-        throw new UnsupportedError(`${err.message}: loading BPF needs root (or CAP_BPF and CAP_PERFMON)`);
-      }
       throw err;
     }
+  }
+
+  #classify(err: unknown): unknown {
+    if (err instanceof Error && /libbpf\.so/.test(err.message) && !(err instanceof BpfError)) {
+      return new UnsupportedError(`libbpf.so.1 cannot be loaded (install libbpf1): ${err.message}`);
+    }
+    if (err instanceof BpfError && err.errno === EPERM) {
+      return new UnsupportedError(`${err.message}: loading BPF needs root (or CAP_BPF and CAP_PERFMON)`);
+    }
+    return err;
   }
 
   /** Kernels without /sys/kernel/btf/vmlinux need a BTF file shipped as <bpf-dir>/btf/<release>.btf. */

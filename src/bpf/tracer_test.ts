@@ -76,3 +76,22 @@ Deno.test({
     assertMatch(err.message, /kernel has no BTF/);
   },
 });
+
+Deno.test({
+  name: "alternatives: the first implementation the kernel rejects falls back to the next",
+  ignore,
+  async fn() {
+    const t = new BpfTracer({
+      name: "broken",
+      object: "broken.o",
+      alternatives: [["hb_broken_prog"], ["hb_ok_prog"]],
+    }, new BpfRuntime(`${OUT}/test`));
+    await t.start(ctx());
+    try {
+      const loaded = t.object.programs.filter((p) => p.fd >= 0).map((p) => p.name);
+      assertEquals(loaded, ["hb_ok_prog"]);
+    } finally {
+      t.stop();
+    }
+  },
+});

@@ -9,6 +9,12 @@ import { gauge } from "../sample.ts";
 
 export const RUNQLAT_ZONES = 4;
 
+/** tp_btf programs (kernel BTF, 5.18+ sched_switch), else the raw_tp ones. */
+export const RUNQLAT_IMPLEMENTATIONS = [
+  ["runqlat_btf_wakeup", "runqlat_btf_wakeup_new", "runqlat_btf_switch"],
+  ["runqlat_wakeup", "runqlat_wakeup_new", "runqlat_switch"],
+] as const;
+
 /** Cgroup id (cpu controller) → zone counts. */
 export function runqlatByCgroup(tracer: BpfTracer): Map<bigint, number[]> {
   return hashZones(
@@ -19,7 +25,11 @@ export function runqlatByCgroup(tracer: BpfTracer): Map<bigint, number[]> {
 }
 
 export default defineCollector("runqlat", ({ bpf }) => {
-  const tracer = new BpfTracer({ name: "runqlat", object: "runqlat.o" }, bpf);
+  const tracer = new BpfTracer({
+    name: "runqlat",
+    object: "runqlat.o",
+    alternatives: RUNQLAT_IMPLEMENTATIONS,
+  }, bpf);
   return {
     tracer,
     collect() {
