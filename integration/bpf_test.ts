@@ -442,6 +442,25 @@ Deno.test({
               new RegExp(`task sh:${pid} blocked for more than \\d+ seconds`).test(log),
               "kernel reported it",
             );
+            // Each report also arrives through the ring buffer: counted, and logged with the task.
+            const buf = { tracer: "hungtask", buffer: "hungtask_events" };
+            // The reader polls every 10 ms: allow it a moment after the counter moved.
+            let s2 = s1;
+            for (let i = 0; i < 20; i++) {
+              if (s2.one("bpf_buffer_events_total", buf) - s0.one("bpf_buffer_events_total", buf) >= d) break;
+              await new Promise((r) => setTimeout(r, 50));
+              s2 = await scrapeNow(agent);
+            }
+            const read = s2.one("bpf_buffer_events_total", buf) - s0.one("bpf_buffer_events_total", buf);
+            assert(
+              read >= d && read <= s2.one("hungtask_total") - s0.one("hungtask_total"),
+              `ring buffer read ${read}, counter +${d}`,
+            );
+            assertEquals(s2.one("bpf_buffer_lost_total", buf), 0);
+            assert(
+              agent.output().includes(`msg="hung task detected" pid=${pid} comm=sh`),
+              "the agent logged the hung task",
+            );
           });
         },
       );

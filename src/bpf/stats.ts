@@ -19,6 +19,23 @@ export function bpfProgramsCollector(runtime: BpfRuntime): Collector {
         ),
       ];
       for (const t of runtime.live) {
+        for (const [buffer, r] of t.readers) {
+          const labels = { tracer: t.name, buffer };
+          out.push(
+            counter(
+              "bpf_buffer_events_total",
+              "Events read from a BPF ring or perf buffer.",
+              r.events,
+              labels,
+            ),
+            counter(
+              "bpf_buffer_lost_total",
+              "Events the kernel could not put in a BPF buffer (full).",
+              r.lost,
+              labels,
+            ),
+          );
+        }
         for (const p of t.object.programs) {
           if (p.fd < 0) continue;
           const info = p.info();

@@ -3,7 +3,16 @@
 // mean "this kernel cannot do it" (no BTF, a missing tracepoint, no permission
 // to load BPF) become UnsupportedError so the manager reports, not retries.
 
-import { BPF_PROG_TYPE_PERF_EVENT, BpfError, BpfObject, type RodataValue } from "../../ffi/libbpf.ts";
+import type { EventReader, RecordHandler } from "../../ffi/events.ts";
+import {
+  BPF_MAP_TYPE_RINGBUF,
+  BPF_PROG_TYPE_PERF_EVENT,
+  BpfError,
+  BpfObject,
+  type RodataValue,
+} from "../../ffi/libbpf.ts";
+import { PerfBufferReader } from "../../ffi/perfbuf.ts";
+import { RingBufferReader } from "../../ffi/ringbuf.ts";
 import type { Logger } from "../log/logger.ts";
 import { type Tracer, type TracerContext, UnsupportedError } from "../tracing/manager.ts";
 
@@ -24,6 +33,11 @@ export interface BpfTracerSpec {
    * programs in no set); the first set the kernel accepts wins.
    */
   readonly alternatives?: readonly (readonly string[])[];
+  /**
+   * Event buffers to read while running: a BPF_MAP_TYPE_RINGBUF (kernel 5.8+)
+   * or a PERF_EVENT_ARRAY, polled from the JS thread on a 10 ms timer.
+   */
+  readonly buffers?: readonly { readonly map: string; readonly onRecord: RecordHandler }[];
 }
 
 /** Where objects live, and the set of loaded tracers for self-observability. */
@@ -49,6 +63,8 @@ export class BpfTracer implements Tracer {
   #reason = "not started";
   /** Programs left unattached because their hook is missing on this kernel. */
   readonly skipped: string[] = [];
+  /** Event buffer readers by map name, while running. */
+  readonly readers = new Map<string, EventReader>();
 
   constructor(readonly spec: BpfTracerSpec, readonly runtime: BpfRuntime) {}
 
@@ -65,6 +81,7 @@ export class BpfTracer implements Tracer {
   start(ctx: TracerContext): Promise<void> {
     try {
       this.#object = this.#load(ctx.log);
+      this.#startReaders(this.#object, ctx);
       this.runtime.live.add(this);
       this.#reason = "running";
       return Promise.resolve();
@@ -76,9 +93,24 @@ export class BpfTracer implements Tracer {
 
   stop(): void {
     this.runtime.live.delete(this);
+    for (const r of this.readers.values()) r.close();
+    this.readers.clear();
     this.#object?.close();
     this.#object = undefined;
     if (this.#reason === "running") this.#reason = "stopped";
+  }
+
+  #startReaders(obj: BpfObject, ctx: TracerContext): void {
+    for (const b of this.spec.buffers ?? []) {
+      const map = obj.map(b.map);
+      const onError = (err: unknown) =>
+        ctx.log.warn("event record handler failed", { tracer: this.name, buffer: b.map, error: String(err) });
+      const reader = map.type === BPF_MAP_TYPE_RINGBUF
+        ? new RingBufferReader(map, b.onRecord, { onError })
+        : new PerfBufferReader(map, b.onRecord, { onError, onWarn: (msg: string) => ctx.log.warn(msg) });
+      this.readers.set(b.map, reader);
+      reader.start();
+    }
   }
 
   #load(log: Logger): BpfObject {

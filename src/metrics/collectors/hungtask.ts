@@ -1,12 +1,40 @@
-// Hung tasks reported by the kernel's detector (BPF on sched:sched_process_hang).
+// Hung tasks reported by the kernel's detector (BPF on sched:sched_process_hang):
+// a counter for /metrics, and each report read from the program's ring buffer
+// and logged with the task, so the log says which task hung.
 
+import type { RecordHandler } from "../../../ffi/events.ts";
 import { BpfTracer } from "../../bpf/tracer.ts";
 import { readCounter } from "../../bpf/zones.ts";
+import type { Logger } from "../../log/logger.ts";
 import { defineCollector } from "../collector.ts";
 import { counter } from "../sample.ts";
 
-export default defineCollector("hungtask", ({ bpf }) => {
-  const tracer = new BpfTracer({ name: "hungtask", object: "hungtask.o" }, bpf);
+const decoder = new TextDecoder();
+
+/** struct { __u32 pid; char comm[16]; __u64 ts; } from bpf/hungtask.bpf.c. */
+export function hungtaskRecord(view: DataView, offset: number): { pid: number; comm: string; ts: bigint } {
+  const comm = new Uint8Array(view.buffer, view.byteOffset + offset + 4, 16);
+  const end = comm.indexOf(0);
+  return {
+    pid: view.getUint32(offset, true),
+    comm: decoder.decode(end < 0 ? comm : comm.subarray(0, end)),
+    ts: view.getBigUint64(offset + 24, true),
+  };
+}
+
+function logRecord(log: Logger): RecordHandler {
+  return (view, offset) => {
+    const r = hungtaskRecord(view, offset);
+    log.warn("hung task detected", { pid: r.pid, comm: r.comm });
+  };
+}
+
+export default defineCollector("hungtask", ({ bpf, log }) => {
+  const tracer = new BpfTracer({
+    name: "hungtask",
+    object: "hungtask.o",
+    buffers: [{ map: "hungtask_events", onRecord: logRecord(log) }],
+  }, bpf);
   return {
     tracer,
     collect() {
