@@ -50,16 +50,21 @@ static __always_inline long task_state(struct task_struct *task)
 	return BPF_CORE_READ((struct task_struct___o *)task, state);
 }
 
-static __always_inline int enqueue(struct task_struct *p)
+/* Marks @pid as queued now; the idle task (pid 0) is never counted. */
+static __always_inline int enqueue_pid(__u32 pid)
 {
-	__u32 pid = BPF_CORE_READ(p, pid);
 	__u64 ts;
 
-	if (!pid) /* idle task */
+	if (!pid)
 		return 0;
 	ts = bpf_ktime_get_ns();
 	bpf_map_update_elem(&runqlat_start, &pid, &ts, BPF_ANY);
 	return 0;
+}
+
+static __always_inline int enqueue(struct task_struct *p)
+{
+	return enqueue_pid(BPF_CORE_READ(p, pid));
 }
 
 SEC("raw_tp/sched_wakeup")
@@ -113,17 +118,6 @@ int BPF_PROG(runqlat_switch, bool preempt, struct task_struct *prev, struct task
 }
 
 /* ---- tp_btf implementation: direct BTF loads instead of probe reads ---- */
-
-static __always_inline int enqueue_pid(__u32 pid)
-{
-	__u64 ts;
-
-	if (!pid) /* idle task */
-		return 0;
-	ts = bpf_ktime_get_ns();
-	bpf_map_update_elem(&runqlat_start, &pid, &ts, BPF_ANY);
-	return 0;
-}
 
 SEC("tp_btf/sched_wakeup")
 int BPF_PROG(runqlat_btf_wakeup, struct task_struct *p)

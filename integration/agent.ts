@@ -4,6 +4,21 @@ export const ROOT = new URL("..", import.meta.url).pathname.replace(/\/$/, "");
 export const BINARY = `${ROOT}/_output/bin/huatuo-bamai`;
 export const SHIPPED_CONF = `${ROOT}/huatuo-bamai.conf`;
 
+/** Collectors that read procfs/sysfs/netlink: they must succeed whatever happens to BPF. */
+export const HOST_COLLECTORS = [
+  "arp",
+  "cpu_util",
+  "loadavg",
+  "memory_buddyinfo",
+  "memory_vmstat",
+  "mountpoint_perm",
+  "netdev",
+  "netstat",
+  "qdisc",
+  "sockstat",
+  "tcp_memory",
+];
+
 export function isRoot(): boolean {
   return Deno.uid() === 0;
 }

@@ -15,6 +15,7 @@ import {
   BINARY,
   confWithPort,
   freePort,
+  HOST_COLLECTORS,
   isRoot,
   ROOT,
   type RunningAgent,
@@ -59,20 +60,6 @@ const BPF_TRACERS = [
   "runqlat",
   "softirq",
   "softlockup",
-];
-/** Host collectors that must succeed whatever happens to BPF (as in live_test.ts). */
-const HOST_COLLECTORS = [
-  "arp",
-  "cpu_util",
-  "loadavg",
-  "memory_buddyinfo",
-  "memory_vmstat",
-  "mountpoint_perm",
-  "netdev",
-  "netstat",
-  "qdisc",
-  "sockstat",
-  "tcp_memory",
 ];
 
 const NOT_ROOT = !isRoot();

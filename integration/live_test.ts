@@ -2,22 +2,8 @@
 // a handful of values agree with the source files read around the same scrape.
 
 import { assert, assertEquals } from "../src/testing/assert.ts";
-import { scrape, startAgent } from "./agent.ts";
+import { HOST_COLLECTORS, scrape, startAgent } from "./agent.ts";
 import { type ParsedSeries, parseExposition } from "./prom.ts";
-
-const HOST_COLLECTORS = [
-  "arp",
-  "cpu_util",
-  "loadavg",
-  "memory_buddyinfo",
-  "memory_vmstat",
-  "mountpoint_perm",
-  "netdev",
-  "netstat",
-  "qdisc",
-  "sockstat",
-  "tcp_memory",
-];
 
 const read = (p: string) => Deno.readTextFileSync(p);
 
