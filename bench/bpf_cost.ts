@@ -49,6 +49,20 @@
 
 import { BINARY, confWithPort, type RunningAgent, startAgent } from "../integration/agent.ts";
 import { parseSeriesLine } from "../integration/prom.ts";
+import {
+  cpuModelName,
+  fmtNumber,
+  loadavg3,
+  markdownTable,
+  memTotalKiB,
+  numberFlag,
+  parseFlags,
+  parseOrExit,
+  procStatFields,
+  sleep,
+  stringFlag,
+  UsageError,
+} from "./common.ts";
 
 // ---------------------------------------------------------------- options
 
@@ -65,8 +79,6 @@ interface Options {
   json?: string;
 }
 
-class UsageError extends Error {}
-
 const USAGE = "usage: deno run -A bench/bpf_cost.ts [--duration S] [--warmup S] [--pipes N] [--busy N]\n" +
   "         [--writers N] [--loads scheduler,block] [--order both|ours-first|bpftrace-first]\n" +
   "         [--quiet-wait S] [--tmpdir DIR] [--json FILE]";
@@ -82,33 +94,22 @@ function parseOptions(args: string[]): Options {
     orders: ["ours-first", "bpftrace-first"],
     quietWaitS: 120,
   };
-  const num = (flag: string, v: string | undefined, min: number, int: boolean): number => {
-    const re = int ? /^\d+$/ : /^\d+(\.\d+)?$/;
-    if (v === undefined || !re.test(v) || Number(v) < min) {
-      throw new UsageError(
-        `${flag} needs ${int ? "an integer" : "a number"} >= ${min}, got ${v ?? "nothing"}`,
-      );
-    }
-    return Number(v);
-  };
-  for (let i = 0; i < args.length; i++) {
-    const [flag, inline] = args[i].includes("=") ? args[i].split(/=(.*)/s, 2) : [args[i], undefined];
-    const value = (): string | undefined => inline ?? args[++i];
+  parseFlags(args, USAGE, (flag, value) => {
     switch (flag) {
       case "--duration":
-        opts.durationS = num(flag, value(), 1, false);
+        opts.durationS = numberFlag(flag, value(), 1, false);
         break;
       case "--warmup":
-        opts.warmupS = num(flag, value(), 0, false);
+        opts.warmupS = numberFlag(flag, value(), 0, false);
         break;
       case "--busy":
-        opts.busy = num(flag, value(), 0, true);
+        opts.busy = numberFlag(flag, value(), 0, true);
         break;
       case "--pipes":
-        opts.pipes = num(flag, value(), 0, true);
+        opts.pipes = numberFlag(flag, value(), 0, true);
         break;
       case "--writers":
-        opts.writers = num(flag, value(), 1, true);
+        opts.writers = numberFlag(flag, value(), 1, true);
         break;
       case "--loads": {
         const v = value() ?? "";
@@ -120,7 +121,7 @@ function parseOptions(args: string[]): Options {
         break;
       }
       case "--quiet-wait":
-        opts.quietWaitS = num(flag, value(), 0, false);
+        opts.quietWaitS = numberFlag(flag, value(), 0, false);
         break;
       case "--order": {
         const v = value();
@@ -129,34 +130,23 @@ function parseOptions(args: string[]): Options {
         else throw new UsageError("--order needs both, ours-first or bpftrace-first");
         break;
       }
-      case "--tmpdir": {
-        const v = value();
-        if (!v) throw new UsageError("--tmpdir needs a directory");
-        opts.tmpdir = v;
+      case "--tmpdir":
+        opts.tmpdir = stringFlag(flag, value(), "a directory");
         break;
-      }
-      case "--json": {
-        const v = value();
-        if (!v) throw new UsageError("--json needs a file name");
-        opts.json = v;
-        break;
-      }
-      case "-h":
-      case "--help":
-        console.log(USAGE);
-        Deno.exit(0);
+      case "--json":
+        opts.json = stringFlag(flag, value(), "a file name");
         break;
       default:
-        throw new UsageError(`unknown argument ${args[i]}`);
+        return false;
     }
-  }
+    return true;
+  });
   return opts;
 }
 
 // ---------------------------------------------------------------- small helpers
 
 const dec = new TextDecoder();
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 async function run(cmd: string, args: string[]): Promise<{ ok: boolean; out: string; err: string }> {
   try {
@@ -181,10 +171,7 @@ function runSync(cmd: string, args: string[]): void {
 
 const errText = (err: unknown): string => err instanceof Error ? err.message : String(err);
 
-const fmt = (x: number, digits = 1): string =>
-  Number.isFinite(x)
-    ? x.toLocaleString("en-US", { minimumFractionDigits: digits, maximumFractionDigits: digits })
-    : "n/a";
+const fmt = (x: number, digits = 1): string => fmtNumber(x, digits);
 const fmtInt = (x: number): string => Number.isFinite(x) ? Math.round(x).toLocaleString("en-US") : "n/a";
 
 function isRecord(v: unknown): v is Record<string, unknown> {
@@ -202,15 +189,7 @@ function strField(o: Record<string, unknown>, key: string): string | undefined {
 }
 
 /** Markdown-style table with right-aligned numeric columns. */
-function table(head: string[], rows: string[][], leftCols = 1): string {
-  const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? "").length)));
-  const cell = (s: string, i: number) => i < leftCols ? s.padEnd(widths[i]) : s.padStart(widths[i]);
-  const line = (r: string[]) => `| ${r.map((s, i) => cell(s ?? "", i)).join(" | ")} |`;
-  const sep = `|${
-    widths.map((w, i) => (i < leftCols ? "-".repeat(w + 2) : "-".repeat(w + 1) + ":")).join("|")
-  }|`;
-  return [line(head), sep, ...rows.map(line)].join("\n");
-}
+const table = markdownTable;
 
 // ---------------------------------------------------------------- cleanup registry
 
@@ -334,9 +313,7 @@ function processTree(root: number): Set<number> {
   for (const e of Deno.readDirSync("/proc")) {
     if (!/^\d+$/.test(e.name)) continue;
     try {
-      const stat = Deno.readTextFileSync(`/proc/${e.name}/stat`);
-      const rest = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-      parent.set(Number(e.name), Number(rest[1]));
+      parent.set(Number(e.name), Number(procStatFields(e.name)[1]));
     } catch { /* gone */ }
   }
   const tree = new Set<number>([root]);
@@ -1165,14 +1142,12 @@ function report(r: LoadResult, c: Comparison, tracer: string): string {
 // ---------------------------------------------------------------- machine
 
 async function machineInfo(): Promise<string[]> {
-  const cpuinfo = await Deno.readTextFile("/proc/cpuinfo").catch(() => "");
-  const model = /^model name\s*:\s*(.*)$/m.exec(cpuinfo)?.[1] ?? "?";
-  const meminfo = await Deno.readTextFile("/proc/meminfo").catch(() => "");
-  const memKiB = Number(/^MemTotal:\s+(\d+)/m.exec(meminfo)?.[1] ?? NaN);
+  const model = cpuModelName() ?? "?";
+  const memKiB = Number(memTotalKiB() ?? NaN);
   const first = (s: string) => s.split("\n")[0] ?? "";
   const agentVersion = first((await run(BINARY, ["--version"])).out);
   const cgroup = (await run("stat", ["-f", "-c", "%T", "/sys/fs/cgroup"])).out === "cgroup2fs" ? "v2" : "v1";
-  const load = (await Deno.readTextFile("/proc/loadavg").catch(() => "?")).split(" ").slice(0, 3).join(" ");
+  const load = loadavg3("?");
   return [
     `Machine: ${navigator.hardwareConcurrency} CPUs "${model}", ${fmt(memKiB / 2 ** 20, 1)} GiB RAM, ` +
     `kernel ${Deno.osRelease()} (${first((await run("uname", ["-v"])).out)}), cgroup ${cgroup}`,
@@ -1319,13 +1294,7 @@ async function main(opts: Options): Promise<number> {
 }
 
 if (import.meta.main) {
-  let opts: Options;
-  try {
-    opts = parseOptions(Deno.args);
-  } catch (err) {
-    console.error(`${errText(err)}\n${USAGE}`);
-    Deno.exit(2);
-  }
+  const opts = parseOrExit(parseOptions, Deno.args, USAGE);
   const onSignal = () => {
     console.error("interrupted: cleaning up");
     cleanupAllSync();

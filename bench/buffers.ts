@@ -53,6 +53,19 @@ import { defaultConfig } from "../src/config/schema.ts";
 import { silentLogger } from "../src/log/logger.ts";
 import { BpfRuntime } from "../src/bpf/tracer.ts";
 import { createHandler } from "../src/server/http.ts";
+import {
+  cpuModelName,
+  loadavg3,
+  memTotalKiB,
+  numberFlag,
+  parseFlags,
+  parseOrExit,
+  percentile,
+  procCpuTicks,
+  sleep,
+  stringFlag,
+  UsageError,
+} from "./common.ts";
 
 const ROOT = new URL("..", import.meta.url).pathname.replace(/\/$/, "");
 const FLOOD = `${ROOT}/_output/bpf/test/flood.o`;
@@ -78,8 +91,6 @@ interface Options {
   json?: string;
 }
 
-class UsageError extends Error {}
-
 const USAGE = "usage: deno run -A bench/buffers.ts [--seconds N] [--rate EVENTS_PER_S | --max]\n" +
   "         [--events-per-call N] [--modes ring,ring-libbpf,perf,perf-libbpf] [--no-results] [--json FILE]";
 
@@ -91,27 +102,19 @@ function parseOptions(args: string[]): Options {
     modes: [...MODES],
     writeResults: true,
   };
-  const num = (flag: string, v: string | undefined, min: number): number => {
-    if (v === undefined || !/^\d+(\.\d+)?$/.test(v) || Number(v) < min) {
-      throw new UsageError(`${flag} needs a number >= ${min}, got ${v ?? "nothing"}`);
-    }
-    return Number(v);
-  };
-  for (let i = 0; i < args.length; i++) {
-    const [flag, inline] = args[i].includes("=") ? args[i].split(/=(.*)/s, 2) : [args[i], undefined];
-    const value = (): string | undefined => inline ?? args[++i];
+  parseFlags(args, USAGE, (flag, value) => {
     switch (flag) {
       case "--seconds":
-        opts.seconds = num(flag, value(), 1);
+        opts.seconds = numberFlag(flag, value(), 1, false);
         break;
       case "--rate":
-        opts.rates = [num(flag, value(), 1)];
+        opts.rates = [numberFlag(flag, value(), 1, false)];
         break;
       case "--max":
         opts.rates = [0];
         break;
       case "--events-per-call":
-        opts.eventsPerCall = Math.floor(num(flag, value(), 1));
+        opts.eventsPerCall = Math.floor(numberFlag(flag, value(), 1, false));
         break;
       case "--modes": {
         const v = (value() ?? "").split(",");
@@ -124,21 +127,14 @@ function parseOptions(args: string[]): Options {
       case "--no-results":
         opts.writeResults = false;
         break;
-      case "--json": {
-        const v = value();
-        if (!v) throw new UsageError("--json needs a file name");
-        opts.json = v;
-        break;
-      }
-      case "-h":
-      case "--help":
-        console.log(USAGE);
-        Deno.exit(0);
+      case "--json":
+        opts.json = stringFlag(flag, value(), "a file name");
         break;
       default:
-        throw new UsageError(`unknown argument ${args[i]}`);
+        return false;
     }
-  }
+    return true;
+  });
   return opts;
 }
 
@@ -424,7 +420,6 @@ function runConsumer(args: string[]): void {
 
 const dec = new TextDecoder();
 const enc = new TextEncoder();
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 const PRODUCER_C = String.raw`
 // bench/buffers.ts producer: waits for a line on stdin, then calls getppid()
@@ -478,9 +473,7 @@ async function compileProducer(dir: string): Promise<string> {
 }
 
 function cpuSeconds(pid: number): number {
-  const stat = Deno.readTextFileSync(`/proc/${pid}/stat`);
-  const rest = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-  return (Number(rest[14 - 3]) + Number(rest[15 - 3])) / CLK_TCK;
+  return procCpuTicks(pid) / CLK_TCK;
 }
 const CLK_TCK = 100; // USER_HZ on Linux
 
@@ -509,12 +502,6 @@ async function waitLine(
     }
   }
   throw new Error(`timed out waiting for ${match} (got: ${buf.slice(-500)})`);
-}
-
-function percentile(sorted: number[], p: number): number {
-  if (sorted.length === 0) return NaN;
-  const rank = Math.max(1, Math.ceil((p / 100) * sorted.length));
-  return sorted[Math.min(sorted.length, rank) - 1];
 }
 
 /** Scrapes /metrics every SCRAPE_EVERY_MS until stop() resolves; returns latencies in ms. */
@@ -809,9 +796,9 @@ function notes(results: RunResult[]): string[] {
 }
 
 function machine(): string {
-  const cpu = /model name\s*:\s*(.*)/.exec(Deno.readTextFileSync("/proc/cpuinfo"))?.[1] ?? "?";
-  const mem = /MemTotal:\s*(\d+)/.exec(Deno.readTextFileSync("/proc/meminfo"))?.[1] ?? "0";
-  const load = Deno.readTextFileSync("/proc/loadavg").split(" ").slice(0, 3).join(" ");
+  const cpu = cpuModelName() ?? "?";
+  const mem = memTotalKiB() ?? "0";
+  const load = loadavg3();
   return `${navigator.hardwareConcurrency} CPU (${cpu}), ${(Number(mem) / 1048576).toFixed(1)} GiB RAM, ` +
     `kernel ${Deno.osRelease()}, Deno ${Deno.version.deno}; loadavg at start ${load}`;
 }
@@ -888,16 +875,7 @@ async function main(args: string[]): Promise<number> {
     runConsumer(args);
     return -1; // keeps running until SIGTERM
   }
-  let opts: Options;
-  try {
-    opts = parseOptions(args);
-  } catch (err) {
-    if (err instanceof UsageError) {
-      console.error(`${err.message}\n${USAGE}`);
-      return 2;
-    }
-    throw err;
-  }
+  const opts = parseOrExit(parseOptions, args, USAGE);
   if (Deno.uid() !== 0) {
     console.error("bench/buffers.ts: needs root (loads BPF programs)");
     return 1;

@@ -25,6 +25,23 @@
 
 import { BINARY, confWithPort, freePort, ROOT, type RunningAgent, startAgent } from "../integration/agent.ts";
 import { parseSeriesLine } from "../integration/prom.ts";
+import {
+  cpuModelName,
+  fmtNumber,
+  loadavg3,
+  markdownTable,
+  memTotalKiB,
+  numberFlag,
+  parseFlags,
+  parseOrExit,
+  percentile,
+  procCpuTicks,
+  readTextOr,
+  sleep,
+  statusKiB,
+  stringFlag,
+  UsageError,
+} from "./common.ts";
 
 // ---------------------------------------------------------------- options
 
@@ -38,44 +55,28 @@ interface Options {
   blacklist: string[];
 }
 
-class UsageError extends Error {}
-
 const USAGE = "usage: deno run -A bench/scrape.ts [--scrapes N] [--warmup N] [--gzip] [--json FILE]\n" +
   "         [--node-exporter PATH] [--blacklist COLLECTOR,...]";
 
 function parseOptions(args: string[]): Options {
   const opts: Options = { scrapes: 300, warmup: 20, gzip: false, blacklist: [] };
-  const intArg = (flag: string, v: string | undefined, min: number): number => {
-    if (v === undefined || !/^\d+$/.test(v) || Number(v) < min) {
-      throw new UsageError(`${flag} needs an integer >= ${min}, got ${v ?? "nothing"}`);
-    }
-    return Number(v);
-  };
-  for (let i = 0; i < args.length; i++) {
-    const [flag, inline] = args[i].includes("=") ? args[i].split(/=(.*)/s, 2) : [args[i], undefined];
-    const value = (): string | undefined => inline ?? args[++i];
+  parseFlags(args, USAGE, (flag, value) => {
     switch (flag) {
       case "--scrapes":
-        opts.scrapes = intArg(flag, value(), 1);
+        opts.scrapes = numberFlag(flag, value(), 1, true);
         break;
       case "--warmup":
-        opts.warmup = intArg(flag, value(), 0);
+        opts.warmup = numberFlag(flag, value(), 0, true);
         break;
       case "--gzip":
         opts.gzip = true;
         break;
-      case "--json": {
-        const v = value();
-        if (!v) throw new UsageError("--json needs a file name");
-        opts.json = v;
+      case "--json":
+        opts.json = stringFlag(flag, value(), "a file name");
         break;
-      }
-      case "--node-exporter": {
-        const v = value();
-        if (!v) throw new UsageError("--node-exporter needs a path");
-        opts.nodeExporter = v;
+      case "--node-exporter":
+        opts.nodeExporter = stringFlag(flag, value(), "a path");
         break;
-      }
       case "--blacklist": {
         const v = value();
         if (!v || !/^[a-z0-9_]+(,[a-z0-9_]+)*$/.test(v)) {
@@ -84,15 +85,11 @@ function parseOptions(args: string[]): Options {
         opts.blacklist.push(...v.split(","));
         break;
       }
-      case "-h":
-      case "--help":
-        console.log(USAGE);
-        Deno.exit(0);
-        break;
       default:
-        throw new UsageError(`unknown argument ${args[i]}`);
+        return false;
     }
-  }
+    return true;
+  });
   return opts;
 }
 
@@ -134,14 +131,6 @@ async function findNodeExporter(explicit?: string): Promise<string> {
   );
 }
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-function percentile(sorted: number[], p: number): number {
-  // Nearest rank.
-  const rank = Math.max(1, Math.ceil((p / 100) * sorted.length));
-  return sorted[Math.min(sorted.length, rank) - 1];
-}
-
 const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
 
 interface ProcStat {
@@ -151,19 +140,10 @@ interface ProcStat {
 }
 
 function procStat(pid: number): ProcStat {
-  const stat = Deno.readTextFileSync(`/proc/${pid}/stat`);
-  // Fields after "(comm)": state is field 3, utime 14, stime 15.
-  const rest = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-  const utime = Number(rest[14 - 3]);
-  const stime = Number(rest[15 - 3]);
+  const cpuTicks = procCpuTicks(pid);
   const status = Deno.readTextFileSync(`/proc/${pid}/status`);
-  const kib = (key: string): number => {
-    const m = new RegExp(`^${key}:\\s+(\\d+) kB`, "m").exec(status);
-    if (!m) throw new Error(`/proc/${pid}/status has no ${key}`);
-    return Number(m[1]);
-  };
-  if (!Number.isFinite(utime) || !Number.isFinite(stime)) throw new Error(`cannot parse /proc/${pid}/stat`);
-  return { cpuTicks: utime + stime, rssKiB: kib("VmRSS"), hwmKiB: kib("VmHWM") };
+  if (!Number.isFinite(cpuTicks)) throw new Error(`cannot parse /proc/${pid}/stat`);
+  return { cpuTicks, rssKiB: statusKiB(pid, status, "VmRSS"), hwmKiB: statusKiB(pid, status, "VmHWM") };
 }
 
 // ---------------------------------------------------------------- processes
@@ -393,19 +373,9 @@ function digest(t: Target, text: string, accumulate: boolean): void {
 
 // ---------------------------------------------------------------- reporting
 
-const fmt = (x: number, digits = 2) =>
-  Number.isFinite(x)
-    ? x.toLocaleString("en-US", { minimumFractionDigits: digits, maximumFractionDigits: digits })
-    : "n/a";
+const fmt = (x: number, digits = 2) => fmtNumber(x, digits);
 
-function table(header: string[], rows: string[][]): string {
-  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
-  const line = (cells: string[]) =>
-    "| " + cells.map((c, i) => (i === 0 ? c.padEnd(widths[i]) : c.padStart(widths[i]))).join(" | ") + " |";
-  const sep = "|" + widths.map((w, i) => (i === 0 ? "-".repeat(w + 2) : "-".repeat(w + 1) + ":")).join("|") +
-    "|";
-  return [line(header), sep, ...rows.map(line)].join("\n");
-}
+const table = markdownTable;
 
 interface Summary {
   name: string;
@@ -476,19 +446,18 @@ async function wireSize(url: string, gzip: boolean): Promise<number | null> {
 // ---------------------------------------------------------------- main
 
 async function machineInfo(nodeExporterPath: string): Promise<Record<string, string>> {
-  const cpuinfo = await Deno.readTextFile("/proc/cpuinfo").catch(() => "");
-  const model = /^model name\s*:\s*(.+)$/m.exec(cpuinfo)?.[1] ??
-    /^(?:Hardware|CPU part)\s*:\s*(.+)$/m.exec(cpuinfo)?.[1] ?? "unknown";
+  const cpuinfo = readTextOr("/proc/cpuinfo");
+  const model = cpuModelName(cpuinfo) || /^(?:Hardware|CPU part)\s*:\s*(.+)$/m.exec(cpuinfo)?.[1] ||
+    "unknown";
   const nproc = await run("nproc", []);
-  const memTotal = /^MemTotal:\s+(\d+) kB/m.exec(await Deno.readTextFile("/proc/meminfo").catch(() => ""))
-    ?.[1];
+  const memTotal = memTotalKiB();
   const ne = await run(nodeExporterPath, ["--version"]);
   const ours = await run(BINARY, ["--version"]);
   const built = await Deno.stat(BINARY).then((st) => st.mtime?.toISOString() ?? "?", () => "?");
   const kind = (await startsWithShebang(BINARY)) ? "deno bundle + launcher" : "deno compile";
   const head = await run("git", ["-C", ROOT, "rev-parse", "--short", "HEAD"]);
   const dirty = await run("git", ["-C", ROOT, "status", "--porcelain", "--untracked-files=no"]);
-  const load = (await Deno.readTextFile("/proc/loadavg").catch(() => "")).split(" ").slice(0, 3).join(" ");
+  const load = loadavg3();
   return {
     date: new Date().toISOString(),
     nproc: nproc.ok ? nproc.out : String(navigator.hardwareConcurrency),
@@ -592,7 +561,7 @@ async function bench(opts: Options): Promise<void> {
     }
     check();
     const wires = await Promise.all(targets.map((t) => wireSize(t.proc.metricsUrl, opts.gzip)));
-    info["loadavg at end"] = (await Deno.readTextFile("/proc/loadavg")).split(" ").slice(0, 3).join(" ");
+    info["loadavg at end"] = loadavg3();
 
     const [a, b] = targets.map((t, i) => summarize(t, opts.scrapes, clkTck, wires[i]));
     report(opts, info, clkTck, a, b);
@@ -708,16 +677,7 @@ function report(opts: Options, info: Record<string, string>, clkTck: number, a: 
 }
 
 if (import.meta.main) {
-  let opts: Options;
-  try {
-    opts = parseOptions(Deno.args);
-  } catch (err) {
-    if (err instanceof UsageError) {
-      console.error(`bench/scrape.ts: ${err.message}\n${USAGE}`);
-      Deno.exit(2);
-    }
-    throw err;
-  }
+  const opts = parseOrExit(parseOptions, Deno.args, USAGE, "bench/scrape.ts: ");
   Deno.chdir(ROOT);
   try {
     await bench(opts);

@@ -4,116 +4,36 @@
 // They need root and `./build.sh bpf`; otherwise they are ignored with the
 // reason printed once.
 import { assert, assertEquals, assertStrictEquals, assertThrows } from "../src/testing/assert.ts";
-import { BpfError, BpfObject, numPossibleCpus, setLibbpfLogger } from "./libbpf.ts";
-import { ENODEV, ErrnoError, getppidSymbol, gettid, pageSize, perfEventOpen } from "./libc.ts";
+import { BpfError, BpfObject, numPossibleCpus } from "./libbpf.ts";
+import { ENODEV, ErrnoError, pageSize, perfEventOpen } from "./libc.ts";
 import { PerfBufferReader } from "./perfbuf.ts";
+import {
+  checkFloodRecords,
+  FLOOD_OBJECT,
+  FLOOD_RECORD_SIZE,
+  floodCollector,
+  floodProduced,
+  type FloodRecord,
+  floodTestSetup,
+  openFloodObject,
+  triggerFlood,
+} from "./testing_flood.ts";
 
-const FLOOD = new URL("../_output/bpf/test/flood.o", import.meta.url).pathname;
-const XOR = 0x5eed5eed5eed5eedn;
-const RECORD_SIZE = 32; // struct flood_event
-const RAW_SIZE = RECORD_SIZE + 4; // round_up(4 + 32, 8) - 4: the kernel's padding
+const RAW_SIZE = FLOOD_RECORD_SIZE + 4; // round_up(4 + 32, 8) - 4: the kernel's padding
 // Bytes per sample in the ring: header 8 + u32 size + 36.
 const SAMPLE_BYTES = 48;
 
-function skipReason(): string | undefined {
-  if (Deno.build.os !== "linux") return "not Linux";
-  if (Deno.uid() !== 0) return "not root: loading BPF programs needs CAP_BPF/CAP_PERFMON (run as root)";
-  try {
-    Deno.statSync(FLOOD);
-  } catch {
-    return `${FLOOD} is missing: run ./build.sh bpf first`;
-  }
-  return undefined;
-}
-
-const skip = skipReason();
-if (skip) console.log(`ffi/perfbuf_test.ts: skipping real-kernel tests: ${skip}`);
-
-function bpfTest(name: string, fn: () => void | Promise<void>): void {
-  Deno.test({ name, ignore: skip !== undefined, fn });
-}
-
-if (!skip) setLibbpfLogger(() => {});
+const bpfTest = floodTestSetup("ffi/perfbuf_test.ts");
 
 /** flood.o with only the perf buffer program loaded and attached, filtered on this thread. */
 function openFlood(eventsPerCall = 1): BpfObject {
-  const obj = BpfObject.openFile(FLOOD);
-  try {
-    obj.setRodata({ target_tgid: Deno.pid, target_tid: gettid(), events_per_call: eventsPerCall });
-    obj.setAutoload("flood_ringbuf", false);
-    obj.load();
-    obj.attachAll();
-  } catch (e) {
-    obj.close();
-    throw e;
-  }
-  return obj;
-}
-
-function trigger(calls: number): void {
-  const f = getppidSymbol();
-  for (let i = 0; i < calls; i++) f();
-}
-
-/** flood_seq: records the program tried to write (consumed + lost). */
-function produced(obj: BpfObject): number {
-  const bss = obj.maps.find((m) => m.name.endsWith(".bss"));
-  assert(bss, "flood.o has a .bss map");
-  const v = new Uint8Array(bss.valueSize);
-  assert(bss.lookup(new Uint8Array(4), v));
-  return Number(new DataView(v.buffer).getBigUint64(0, true));
-}
-
-interface Rec {
-  seq: number;
-  ts: bigint;
-  cpu: number;
-  pid: number;
-  payloadOk: boolean;
-  length: number;
-}
-
-/** A handler that decodes every record (allocating freely: this is a test). */
-function collector(): { recs: Rec[]; handler: (v: DataView, o: number, l: number) => void } {
-  const recs: Rec[] = [];
-  return {
-    recs,
-    handler: (v, o, l) => {
-      const seq = v.getBigUint64(o, true);
-      recs.push({
-        seq: Number(seq),
-        ts: v.getBigUint64(o + 8, true),
-        cpu: v.getUint32(o + 16, true),
-        pid: v.getUint32(o + 20, true),
-        payloadOk: v.getBigUint64(o + 24, true) === (seq ^ XOR),
-        length: l,
-      });
-    },
-  };
+  return openFloodObject("flood_perfbuf", { events_per_call: eventsPerCall });
 }
 
 /** Every record well-formed; seqs unique, exactly `expect`, increasing (with ts) per CPU. */
-function checkRecords(recs: Rec[], expect: Set<number> | number): void {
-  const want = typeof expect === "number" ? new Set(Array.from({ length: expect }, (_, i) => i)) : expect;
-  assertStrictEquals(recs.length, want.size, "record count");
-  const seen = new Set<number>();
-  const lastSeq = new Map<number, number>();
-  const lastTs = new Map<number, bigint>();
-  const cpus = numPossibleCpus();
-  for (const r of recs) {
-    // The kernel pads raw samples so that u32 size + data is a multiple of 8.
-    assertStrictEquals(r.length, RAW_SIZE);
-    assertStrictEquals(r.pid, Deno.pid);
-    assert(r.payloadOk, `payload of seq ${r.seq}`);
-    assert(r.cpu < cpus, `cpu ${r.cpu}`);
-    assert(!seen.has(r.seq), `seq ${r.seq} delivered twice`);
-    assert(want.has(r.seq), `unexpected seq ${r.seq}`);
-    seen.add(r.seq);
-    assert((lastSeq.get(r.cpu) ?? -1) < r.seq, `seq ${r.seq} out of order on cpu ${r.cpu}`);
-    assert((lastTs.get(r.cpu) ?? 0n) <= r.ts, `ts of seq ${r.seq} goes back on cpu ${r.cpu}`);
-    lastSeq.set(r.cpu, r.seq);
-    lastTs.set(r.cpu, r.ts);
-  }
+function checkRecords(recs: FloodRecord[], expect: Set<number> | number): void {
+  // The kernel pads raw samples so that u32 size + data is a multiple of 8.
+  checkFloodRecords(recs, expect, RAW_SIZE);
 }
 
 /** Polls until nothing is left (the rings of every CPU). */
@@ -136,47 +56,47 @@ function bpfLost(obj: BpfObject): number {
 
 bpfTest("perf buffer: every record exactly once, in order per CPU, fields intact", () => {
   using obj = openFlood();
-  const { recs, handler } = collector();
+  const { recs, handler } = floodCollector();
   using pb = new PerfBufferReader(obj.map("flood_pb"), handler, { pageCount: 256 });
   assertEquals(pb.cpus, Array.from({ length: numPossibleCpus() }, (_, i) => i));
   assertEquals(pb.skippedCpus, []);
   assertStrictEquals(pb.ringSize, 256 * pageSize());
   const N = 20000; // 960 KB: fits in one CPU's 1 MiB ring
-  trigger(N);
+  triggerFlood(N);
   assertStrictEquals(drain(pb), N);
   assertStrictEquals(pb.events, N);
   assertStrictEquals(pb.lost, 0);
-  assertStrictEquals(produced(obj), N);
+  assertStrictEquals(floodProduced(obj), N);
   checkRecords(recs, N);
 });
 
 bpfTest("perf buffer: bpf_loop emits events_per_call records per trigger", () => {
   using obj = openFlood(16);
-  const { recs, handler } = collector();
+  const { recs, handler } = floodCollector();
   using pb = new PerfBufferReader(obj.map("flood_pb"), handler, { pageCount: 512 });
-  trigger(2000);
+  triggerFlood(2000);
   assertStrictEquals(drain(pb), 32000);
   checkRecords(recs, 32000);
 });
 
 bpfTest("perf buffer: overflow arrives as PERF_RECORD_LOST and events + lost == produced", () => {
   using obj = openFlood();
-  const { recs, handler } = collector();
+  const { recs, handler } = floodCollector();
   using pb = new PerfBufferReader(obj.map("flood_pb"), handler, { pageCount: 1 });
   const perRing = Math.floor(pageSize() / SAMPLE_BYTES);
-  trigger(1000); // at most ~85 fit in each CPU's one page
+  triggerFlood(1000); // at most ~85 fit in each CPU's one page
   drain(pb);
   assert(pb.events > 0 && pb.events <= perRing * numPossibleCpus(), `events ${pb.events}`);
   // The kernel writes the LOST record with the next event on that CPU, once
   // there is room again: keep producing one at a time until it has arrived.
   let extra = 0;
-  while (pb.events + pb.lost !== produced(obj) && extra < 1000) {
-    trigger(1);
+  while (pb.events + pb.lost !== floodProduced(obj) && extra < 1000) {
+    triggerFlood(1);
     extra++;
     drain(pb);
   }
   const total = 1000 + extra;
-  assertStrictEquals(produced(obj), total);
+  assertStrictEquals(floodProduced(obj), total);
   assert(pb.lost > 0, "PERF_RECORD_LOST seen");
   assertStrictEquals(pb.events + pb.lost, total);
   // The program saw the same failures (bpf_perf_event_output returned -ENOSPC).
@@ -188,12 +108,12 @@ bpfTest("perf buffer: overflow arrives as PERF_RECORD_LOST and events + lost == 
 
 bpfTest("perf buffer: records wrapping around the end of the ring are reassembled", () => {
   using obj = openFlood();
-  const { recs, handler } = collector();
+  const { recs, handler } = floodCollector();
   using pb = new PerfBufferReader(obj.map("flood_pb"), handler, { pageCount: 1 });
   const rounds = 60;
   const per = 60; // 60 × 48 bytes per round in a 4 KiB ring (85.33 records)
   for (let i = 0; i < rounds; i++) {
-    trigger(per);
+    triggerFlood(per);
     assertStrictEquals(drain(pb), per);
   }
   assertStrictEquals(pb.lost, 0);
@@ -205,9 +125,9 @@ bpfTest("perf buffer: records wrapping around the end of the ring are reassemble
 
 bpfTest("perf buffer: poll(budget) hands out at most budget records", () => {
   using obj = openFlood();
-  const { recs, handler } = collector();
+  const { recs, handler } = floodCollector();
   using pb = new PerfBufferReader(obj.map("flood_pb"), handler, { pageCount: 64 });
-  trigger(1050);
+  triggerFlood(1050);
   for (let i = 0; i < 10; i++) assertStrictEquals(pb.poll(100), 100);
   assertStrictEquals(pb.poll(100), 50);
   assertStrictEquals(pb.poll(100), 0);
@@ -217,7 +137,7 @@ bpfTest("perf buffer: poll(budget) hands out at most budget records", () => {
 
 bpfTest("perf buffer: a throwing handler is counted and reported, and reading goes on", () => {
   using obj = openFlood();
-  const { recs, handler } = collector();
+  const { recs, handler } = floodCollector();
   const reported: unknown[] = [];
   let calls = 0;
   using pb = new PerfBufferReader(obj.map("flood_pb"), (v, o, l) => {
@@ -225,7 +145,7 @@ bpfTest("perf buffer: a throwing handler is counted and reported, and reading go
     if (calls % 10 === 0) throw new Error(`boom ${calls}`);
     handler(v, o, l);
   }, { onError: (e) => reported.push(e), pageCount: 64 });
-  trigger(1000);
+  triggerFlood(1000);
   assertStrictEquals(drain(pb), 1000);
   assertStrictEquals(pb.errors, 100);
   assertStrictEquals(reported.length, 100);
@@ -234,7 +154,7 @@ bpfTest("perf buffer: a throwing handler is counted and reported, and reading go
 
 bpfTest("perf buffer: start() drains on its timer within the per-tick budget", async () => {
   using obj = openFlood(10);
-  const { recs, handler } = collector();
+  const { recs, handler } = floodCollector();
   using pb = new PerfBufferReader(obj.map("flood_pb"), handler, { pageCount: 256 });
   let maxPerPoll = 0;
   const poll = pb.poll.bind(pb);
@@ -244,7 +164,7 @@ bpfTest("perf buffer: start() drains on its timer within the per-tick budget", a
     return n;
   };
   pb.start(5, 300);
-  trigger(1000);
+  triggerFlood(1000);
   const deadline = Date.now() + 5000;
   while (pb.events < 10000 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 5));
   pb.stop();
@@ -262,11 +182,11 @@ bpfTest("perf buffer: the poll loop allocates nothing per record", () => {
   };
   // 16 MiB per CPU: the 200k measured records fit even if one CPU made them all.
   using pb = new PerfBufferReader(obj.map("flood_pb"), handler, { pageCount: 4096 });
-  trigger(1000); // warm-up: 50k records
+  triggerFlood(1000); // warm-up: 50k records
   assertStrictEquals(drain(pb), 50000);
   // Same method as ffi/ringbuf_test.ts: 10 windows of 20k records; an
   // allocation per record would show in the windows without a GC.
-  trigger(4000);
+  triggerFlood(4000);
   const growth: number[] = [];
   for (let w = 0; w < 10; w++) {
     const before = Deno.memoryUsage().heapUsed;
@@ -284,7 +204,7 @@ bpfTest("perf buffer: close() unhooks the map; poll and kept views throw", () =>
   const pb = new PerfBufferReader(obj.map("flood_pb"), (v) => {
     kept = v;
   }, { pageCount: 1 });
-  trigger(1);
+  triggerFlood(1);
   assertStrictEquals(drain(pb), 1);
   pb.close();
   pb.close();
@@ -292,7 +212,7 @@ bpfTest("perf buffer: close() unhooks the map; poll and kept views throw", () =>
   assertThrows(() => kept?.getUint32(0), TypeError);
   // No fd in the map any more: the program's output fails (and counts it).
   const before = bpfLost(obj);
-  trigger(5);
+  triggerFlood(5);
   assertStrictEquals(bpfLost(obj), before + 5);
 });
 
@@ -303,7 +223,7 @@ bpfTest("perf buffer: rejects maps of another type, unloaded maps and bad page c
     /not BPF_MAP_TYPE_PERF_EVENT_ARRAY/,
   );
   assertThrows(() => new PerfBufferReader(obj.map("flood_pb"), () => {}, { pageCount: 3 }), /power of two/);
-  const unloaded = BpfObject.openFile(FLOOD);
+  const unloaded = BpfObject.openFile(FLOOD_OBJECT);
   try {
     assertThrows(() => new PerfBufferReader(unloaded.map("flood_pb"), () => {}), /not loaded/);
   } finally {
@@ -317,7 +237,7 @@ bpfTest("perf buffer: an offline CPU (ENODEV) is skipped with one warning; the o
     return;
   }
   using obj = openFlood();
-  const { recs, handler } = collector();
+  const { recs, handler } = floodCollector();
   const warnings: string[] = [];
   const offline = numPossibleCpus() - 1;
   using pb = new PerfBufferReader(obj.map("flood_pb"), handler, {
@@ -333,7 +253,7 @@ bpfTest("perf buffer: an offline CPU (ENODEV) is skipped with one warning; the o
   assertStrictEquals(warnings.length, 1);
   assert(warnings[0].includes(`CPUs ${offline} are offline`), warnings[0]);
   // Events made on the skipped CPU find no fd in the map: the program counts them.
-  trigger(2000);
+  triggerFlood(2000);
   drain(pb);
   assertStrictEquals(pb.events + bpfLost(obj), 2000);
   checkRecords(recs, new Set(recs.map((r) => r.seq)));
@@ -371,7 +291,7 @@ bpfTest(
     }
     // …and the map entries removed: the program's output finds no fd and counts a loss.
     const before = bpfLost(obj);
-    trigger(10);
+    triggerFlood(10);
     assertStrictEquals(bpfLost(obj), before + 10);
   },
 );
@@ -380,9 +300,9 @@ bpfTest("perf buffer: a long poll gives space back to the kernel as it goes (eve
   using obj = openFlood();
   let produce = true;
   using pb = new PerfBufferReader(obj.map("flood_pb"), () => {
-    if (produce) trigger(1); // one new record per record handled
+    if (produce) triggerFlood(1); // one new record per record handled
   }, { pageCount: 1 });
-  trigger(80); // 3840 of 4096 bytes (if this thread stayed on one CPU)
+  triggerFlood(80); // 3840 of 4096 bytes (if this thread stayed on one CPU)
   assertStrictEquals(bpfLost(obj), 0);
   assertStrictEquals(pb.poll(), 80);
   // Storing data_tail only at the end would leave room for 5 of the 80 new

@@ -4,33 +4,21 @@
 // They need root and `./build.sh bpf`; otherwise they are ignored with the
 // reason printed once.
 import { assert, assertEquals, assertStrictEquals, assertThrows } from "../src/testing/assert.ts";
-import { BpfError, BpfObject, numPossibleCpus, setLibbpfLogger } from "./libbpf.ts";
-import { getppidSymbol, gettid } from "./libc.ts";
+import { BpfError, BpfObject, numPossibleCpus } from "./libbpf.ts";
 import { RingBufferReader } from "./ringbuf.ts";
+import {
+  checkFloodRecords,
+  FLOOD_OBJECT,
+  FLOOD_RECORD_SIZE as RECORD_SIZE,
+  floodCollector,
+  floodProduced,
+  type FloodRecord,
+  floodTestSetup,
+  openFloodObject,
+  triggerFlood,
+} from "./testing_flood.ts";
 
-const FLOOD = new URL("../_output/bpf/test/flood.o", import.meta.url).pathname;
-const XOR = 0x5eed5eed5eed5eedn;
-const RECORD_SIZE = 32;
-
-function skipReason(): string | undefined {
-  if (Deno.build.os !== "linux") return "not Linux";
-  if (Deno.uid() !== 0) return "not root: loading BPF programs needs CAP_BPF/CAP_PERFMON (run as root)";
-  try {
-    Deno.statSync(FLOOD);
-  } catch {
-    return `${FLOOD} is missing: run ./build.sh bpf first`;
-  }
-  return undefined;
-}
-
-const skip = skipReason();
-if (skip) console.log(`ffi/ringbuf_test.ts: skipping real-kernel tests: ${skip}`);
-
-function bpfTest(name: string, fn: () => void | Promise<void>): void {
-  Deno.test({ name, ignore: skip !== undefined, fn });
-}
-
-if (!skip) setLibbpfLogger(() => {});
+const bpfTest = floodTestSetup("ffi/ringbuf_test.ts");
 
 interface FloodOpts {
   eventsPerCall?: number;
@@ -40,113 +28,41 @@ interface FloodOpts {
 
 /** flood.o with only the ring buffer program loaded and attached, filtered on this thread. */
 function openFlood(opts: FloodOpts = {}): BpfObject {
-  const obj = BpfObject.openFile(FLOOD);
-  try {
-    obj.setRodata({
-      target_tgid: Deno.pid,
-      target_tid: gettid(),
-      events_per_call: opts.eventsPerCall ?? 1,
-      small_ring: opts.small ?? false,
-      discard_every: opts.discardEvery ?? 0,
-    });
-    obj.setAutoload("flood_perfbuf", false);
-    obj.load();
-    obj.attachAll();
-  } catch (e) {
-    obj.close();
-    throw e;
-  }
-  return obj;
-}
-
-function trigger(calls: number): void {
-  const f = getppidSymbol();
-  for (let i = 0; i < calls; i++) f();
-}
-
-/** flood_seq: records the program tried to write (consumed + discarded + lost). */
-function produced(obj: BpfObject): number {
-  const bss = obj.maps.find((m) => m.name.endsWith(".bss"));
-  assert(bss, "flood.o has a .bss map");
-  const v = new Uint8Array(bss.valueSize);
-  assert(bss.lookup(new Uint8Array(4), v));
-  return Number(new DataView(v.buffer).getBigUint64(0, true));
-}
-
-interface Rec {
-  seq: number;
-  ts: bigint;
-  cpu: number;
-  pid: number;
-  payloadOk: boolean;
-  length: number;
-}
-
-/** A handler that decodes every record (allocating freely: this is a test). */
-function collector(): { recs: Rec[]; handler: (v: DataView, o: number, l: number) => void } {
-  const recs: Rec[] = [];
-  return {
-    recs,
-    handler: (v, o, l) => {
-      const seq = v.getBigUint64(o, true);
-      recs.push({
-        seq: Number(seq),
-        ts: v.getBigUint64(o + 8, true),
-        cpu: v.getUint32(o + 16, true),
-        pid: v.getUint32(o + 20, true),
-        payloadOk: v.getBigUint64(o + 24, true) === (seq ^ XOR),
-        length: l,
-      });
-    },
-  };
+  return openFloodObject("flood_ringbuf", {
+    events_per_call: opts.eventsPerCall ?? 1,
+    small_ring: opts.small ?? false,
+    discard_every: opts.discardEvery ?? 0,
+  });
 }
 
 /** Every record well-formed; seqs unique, exactly `expect`, increasing (with ts) per CPU. */
-function checkRecords(recs: Rec[], expect: Set<number> | number): void {
-  const want = typeof expect === "number" ? new Set(Array.from({ length: expect }, (_, i) => i)) : expect;
-  assertStrictEquals(recs.length, want.size, "record count");
-  const seen = new Set<number>();
-  const lastSeq = new Map<number, number>();
-  const lastTs = new Map<number, bigint>();
-  const cpus = numPossibleCpus();
-  for (const r of recs) {
-    assertStrictEquals(r.length, RECORD_SIZE);
-    assertStrictEquals(r.pid, Deno.pid);
-    assert(r.payloadOk, `payload of seq ${r.seq}`);
-    assert(r.cpu < cpus, `cpu ${r.cpu}`);
-    assert(!seen.has(r.seq), `seq ${r.seq} delivered twice`);
-    assert(want.has(r.seq), `unexpected seq ${r.seq}`);
-    seen.add(r.seq);
-    assert((lastSeq.get(r.cpu) ?? -1) < r.seq, `seq ${r.seq} out of order on cpu ${r.cpu}`);
-    assert((lastTs.get(r.cpu) ?? 0n) <= r.ts, `ts of seq ${r.seq} goes back on cpu ${r.cpu}`);
-    lastSeq.set(r.cpu, r.seq);
-    lastTs.set(r.cpu, r.ts);
-  }
+function checkRecords(recs: FloodRecord[], expect: Set<number> | number): void {
+  checkFloodRecords(recs, expect, RECORD_SIZE);
 }
 
 bpfTest("ring buffer: every record exactly once, in order per CPU, fields intact", () => {
   using obj = openFlood();
-  const { recs, handler } = collector();
+  const { recs, handler } = floodCollector();
   using rb = new RingBufferReader(obj.map("flood_rb"), handler);
   assertStrictEquals(rb.size, 16 << 20);
   assertStrictEquals(rb.lostMap, null, "flood_rb has no flood_rb_lost map");
   const N = 20000;
-  trigger(N);
+  triggerFlood(N);
   let got = 0;
   for (let i = 0; i < 100 && got < N; i++) got += rb.poll();
   assertStrictEquals(got, N);
   assertStrictEquals(rb.events, N);
   assertStrictEquals(rb.poll(), 0, "nothing left");
   assertStrictEquals(rb.pending, 0);
-  assertStrictEquals(produced(obj), N);
+  assertStrictEquals(floodProduced(obj), N);
   checkRecords(recs, N);
 });
 
 bpfTest("ring buffer: bpf_loop emits events_per_call records per trigger", () => {
   using obj = openFlood({ eventsPerCall: 64 });
-  const { recs, handler } = collector();
+  const { recs, handler } = floodCollector();
   using rb = new RingBufferReader(obj.map("flood_rb"), handler);
-  trigger(1000);
+  triggerFlood(1000);
   rb.poll();
   assertStrictEquals(rb.events, 64000);
   checkRecords(recs, 64000);
@@ -154,9 +70,9 @@ bpfTest("ring buffer: bpf_loop emits events_per_call records per trigger", () =>
 
 bpfTest("ring buffer: discarded records are skipped", () => {
   using obj = openFlood({ discardEvery: 3 });
-  const { recs, handler } = collector();
+  const { recs, handler } = floodCollector();
   using rb = new RingBufferReader(obj.map("flood_rb"), handler);
-  trigger(3000);
+  triggerFlood(3000);
   assertStrictEquals(rb.poll(), 2000);
   const want = new Set<number>();
   for (let i = 0; i < 3000; i++) if (i % 3 !== 0) want.add(i);
@@ -165,20 +81,20 @@ bpfTest("ring buffer: discarded records are skipped", () => {
 
 bpfTest("ring buffer: overflow is counted by the program (flood_lost) and events + lost == produced", () => {
   using obj = openFlood({ small: true });
-  const { recs, handler } = collector();
+  const { recs, handler } = floodCollector();
   using rb = new RingBufferReader(obj.map("flood_rb_small"), handler, { lostMap: obj.map("flood_lost") });
   assertStrictEquals(rb.size, 4096);
-  trigger(1000); // ~100 records of 40 bytes fit in 4 KiB
+  triggerFlood(1000); // ~100 records of 40 bytes fit in 4 KiB
   rb.poll();
   const lost = rb.lost;
   assert(lost > 0, "records were lost");
   assert(rb.events > 50 && rb.events < 110, `events ${rb.events}`);
   assertStrictEquals(rb.events + lost, 1000);
-  assertStrictEquals(produced(obj), 1000);
+  assertStrictEquals(floodProduced(obj), 1000);
   // The delivered ones are the first, in order, intact.
   checkRecords(recs, rb.events);
   // Once drained, the ring takes records again.
-  trigger(50);
+  triggerFlood(50);
   rb.poll();
   assertStrictEquals(rb.lost, lost);
   assertStrictEquals(rb.events + rb.lost, 1050);
@@ -188,7 +104,7 @@ bpfTest("ring buffer: the <map>_lost convention is found automatically", () => {
   using obj = openFlood({ small: true });
   using rb = new RingBufferReader(obj.map("flood_rb_small"), () => {});
   assertStrictEquals(rb.lostMap?.name, "flood_rb_small_lost");
-  trigger(300);
+  triggerFlood(300);
   const lost = rb.lost;
   assert(lost > 0);
   assertStrictEquals(rb.poll() + lost, 300);
@@ -203,12 +119,12 @@ bpfTest("ring buffer: the <map>_lost convention is found automatically", () => {
 
 bpfTest("ring buffer: records crossing the end of a small ring many times read correctly", () => {
   using obj = openFlood({ small: true });
-  const { recs, handler } = collector();
+  const { recs, handler } = floodCollector();
   using rb = new RingBufferReader(obj.map("flood_rb_small"), handler, { lostMap: obj.map("flood_lost") });
   const rounds = 50;
   const per = 70; // 70 × 40 bytes: the ring wraps every ~1.5 rounds, mid-record
   for (let i = 0; i < rounds; i++) {
-    trigger(per);
+    triggerFlood(per);
     assertStrictEquals(rb.poll(), per);
   }
   assertStrictEquals(rb.lost, 0);
@@ -218,9 +134,9 @@ bpfTest("ring buffer: records crossing the end of a small ring many times read c
 
 bpfTest("ring buffer: poll(budget) hands out at most budget records", () => {
   using obj = openFlood();
-  const { recs, handler } = collector();
+  const { recs, handler } = floodCollector();
   using rb = new RingBufferReader(obj.map("flood_rb"), handler);
-  trigger(1050);
+  triggerFlood(1050);
   for (let i = 0; i < 10; i++) assertStrictEquals(rb.poll(100), 100);
   assertStrictEquals(rb.poll(100), 50);
   assertStrictEquals(rb.poll(100), 0);
@@ -231,7 +147,7 @@ bpfTest("ring buffer: poll(budget) hands out at most budget records", () => {
 
 bpfTest("ring buffer: a throwing handler is counted and reported, and reading goes on", () => {
   using obj = openFlood();
-  const { recs, handler } = collector();
+  const { recs, handler } = floodCollector();
   const reported: unknown[] = [];
   let calls = 0;
   using rb = new RingBufferReader(obj.map("flood_rb"), (v, o, l) => {
@@ -239,7 +155,7 @@ bpfTest("ring buffer: a throwing handler is counted and reported, and reading go
     if (calls % 10 === 0) throw new Error(`boom ${calls}`);
     handler(v, o, l);
   }, { onError: (e) => reported.push(e) });
-  trigger(1000);
+  triggerFlood(1000);
   assertStrictEquals(rb.poll(), 1000);
   assertStrictEquals(rb.events, 1000);
   assertStrictEquals(rb.errors, 100);
@@ -250,14 +166,14 @@ bpfTest("ring buffer: a throwing handler is counted and reported, and reading go
   rb.onError = () => {
     throw new Error("onError fails");
   };
-  trigger(100);
+  triggerFlood(100);
   assertStrictEquals(rb.poll(), 100);
   assertStrictEquals(rb.errors, 110);
 });
 
 bpfTest("ring buffer: start() drains on its timer within the per-tick budget, stop() stops", async () => {
   using obj = openFlood({ eventsPerCall: 10 });
-  const { recs, handler } = collector();
+  const { recs, handler } = floodCollector();
   let maxPerTick = 0;
   let inTick = 0;
   using rb = new RingBufferReader(obj.map("flood_rb"), (v, o, l) => {
@@ -274,7 +190,7 @@ bpfTest("ring buffer: start() drains on its timer within the per-tick budget, st
   };
   rb.start(5, 500);
   assert(rb.running);
-  trigger(1000); // 10000 records: needs 20 polls of 500
+  triggerFlood(1000); // 10000 records: needs 20 polls of 500
   const deadline = Date.now() + 5000;
   while (rb.events < 10000 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 5));
   rb.stop();
@@ -282,7 +198,7 @@ bpfTest("ring buffer: start() drains on its timer within the per-tick budget, st
   assertStrictEquals(rb.events, 10000);
   assertStrictEquals(maxPerTick, 500);
   checkRecords(recs, 10000);
-  trigger(10);
+  triggerFlood(10);
   await new Promise((r) => setTimeout(r, 30));
   assertStrictEquals(rb.events, 10000, "stopped");
 });
@@ -297,7 +213,7 @@ bpfTest("ring buffer: the poll loop allocates nothing per record", () => {
   };
   using rb = new RingBufferReader(obj.map("flood_rb"), handler);
   // Warm up (JIT) on 100k records.
-  trigger(1000);
+  triggerFlood(1000);
   assertStrictEquals(rb.poll(), 100000);
   // Then 10 windows of 20k records. A heap measurement across one window is
   // only meaningful when no GC ran inside it, and a GC only runs when the
@@ -306,7 +222,7 @@ bpfTest("ring buffer: the poll loop allocates nothing per record", () => {
   // non-allocating loop grows the heap by a few hundred bytes (the per-poll
   // BigInts, memoryUsage() itself). Checked against a handler that keeps one
   // small object per record: +800 KB in the windows without a GC.
-  trigger(2000);
+  triggerFlood(2000);
   const growth: number[] = [];
   for (let w = 0; w < 10; w++) {
     const before = Deno.memoryUsage().heapUsed;
@@ -324,7 +240,7 @@ bpfTest("ring buffer: close() unmaps; poll and kept views throw instead of crash
   const rb = new RingBufferReader(obj.map("flood_rb"), (v) => {
     kept = v;
   });
-  trigger(1);
+  triggerFlood(1);
   assertStrictEquals(rb.poll(), 1);
   rb.close();
   rb.close(); // idempotent
@@ -336,7 +252,7 @@ bpfTest("ring buffer: close() unmaps; poll and kept views throw instead of crash
 bpfTest("ring buffer: rejects maps of another type and unloaded maps", () => {
   using obj = openFlood();
   assertThrows(() => new RingBufferReader(obj.map("flood_pb"), () => {}), /not BPF_MAP_TYPE_RINGBUF/);
-  const unloaded = BpfObject.openFile(FLOOD);
+  const unloaded = BpfObject.openFile(FLOOD_OBJECT);
   try {
     assertThrows(() => new RingBufferReader(unloaded.map("flood_rb"), () => {}), /not loaded/);
   } finally {
@@ -347,7 +263,7 @@ bpfTest("ring buffer: rejects maps of another type and unloaded maps", () => {
 bpfTest("ring buffer: flood_lost is a per-CPU map the reader sums", () => {
   using obj = openFlood({ small: true });
   using rb = new RingBufferReader(obj.map("flood_rb_small"), () => {}, { lostMap: obj.map("flood_lost") });
-  trigger(500);
+  triggerFlood(500);
   const lost = rb.lost;
   // Cross-check against a direct per-CPU read.
   const m = obj.map("flood_lost");
@@ -364,9 +280,9 @@ bpfTest("ring buffer: a long poll gives space back to producers as it goes (ever
   using obj = openFlood({ small: true });
   let produce = true;
   using rb = new RingBufferReader(obj.map("flood_rb_small"), () => {
-    if (produce) trigger(1); // one new record per record handled
+    if (produce) triggerFlood(1); // one new record per record handled
   });
-  trigger(100); // 4000 of 4096 bytes
+  triggerFlood(100); // 4000 of 4096 bytes
   assertStrictEquals(rb.lost, 0);
   assertStrictEquals(rb.poll(), 100);
   // Storing consumer_pos only at the end would leave room for 2 of the 100
