@@ -67,6 +67,26 @@ static __always_inline __u64 stall_end(void *map)
 	return delta;
 }
 
+/* Adds one finished stall of @delta ns (0: none) to the per-CPU totals. */
+static __always_inline void add_stall(__u64 delta, bool compaction)
+{
+	struct memory_free_stat *st;
+	__u32 key = 0;
+
+	if (!delta)
+		return;
+	st = bpf_map_lookup_elem(&memory_free, &key);
+	if (!st)
+		return;
+	if (compaction) {
+		__sync_fetch_and_add(&st->compaction_ns, delta);
+		__sync_fetch_and_add(&st->compaction_cnt, 1);
+	} else {
+		__sync_fetch_and_add(&st->allocpages_ns, delta);
+		__sync_fetch_and_add(&st->allocpages_cnt, 1);
+	}
+}
+
 SEC("raw_tp/mm_vmscan_direct_reclaim_begin")
 int BPF_PROG(mf_reclaim_begin)
 {
@@ -77,17 +97,7 @@ int BPF_PROG(mf_reclaim_begin)
 SEC("raw_tp/mm_vmscan_direct_reclaim_end")
 int BPF_PROG(mf_reclaim_end)
 {
-	__u64 delta = stall_end(&mf_reclaim_ts);
-	struct memory_free_stat *st;
-	__u32 key = 0;
-
-	if (!delta)
-		return 0;
-	st = bpf_map_lookup_elem(&memory_free, &key);
-	if (!st)
-		return 0;
-	__sync_fetch_and_add(&st->allocpages_ns, delta);
-	__sync_fetch_and_add(&st->allocpages_cnt, 1);
+	add_stall(stall_end(&mf_reclaim_ts), false);
 	return 0;
 }
 
@@ -115,16 +125,6 @@ int mf_compact_begin(__u64 *ctx)
 SEC("raw_tp/mm_compaction_end")
 int mf_compact_end(__u64 *ctx)
 {
-	__u64 delta = stall_end(&mf_compact_ts);
-	struct memory_free_stat *st;
-	__u32 key = 0;
-
-	if (!delta)
-		return 0;
-	st = bpf_map_lookup_elem(&memory_free, &key);
-	if (!st)
-		return 0;
-	__sync_fetch_and_add(&st->compaction_ns, delta);
-	__sync_fetch_and_add(&st->compaction_cnt, 1);
+	add_stall(stall_end(&mf_compact_ts), true);
 	return 0;
 }
