@@ -1,0 +1,312 @@
+// POST /v1/events/watch: kernel events as a Server-Sent Events stream of
+// CloudEvents 1.0 envelopes (seed 6.2 "内核事件订阅"). Filters are regexes,
+// ANDed; `: ping` comments every KeepAliveInterval; a client that fails three
+// consecutive writes is closed; beyond MaxClients new requests get HTTP 429.
+
+import { z } from "zod";
+import type { EventHub, HubEvent, Subscription } from "../events/hub.ts";
+import type { Logger } from "../log/logger.ts";
+import type { EventDocument } from "../storage/document.ts";
+import { jsonResponse } from "./http.ts";
+
+export const WATCH_EVENT_TYPE = "tech.huatuo.kernel.event";
+
+/** Consecutive failed writes after which a client is treated as gone (seed: 3). */
+export const MAX_WRITE_FAILURES = 3;
+
+export const FILTER_FIELDS = [
+  "tracer_name",
+  "hostname",
+  "container_hostname",
+  "container_host_namespace",
+  "region",
+] as const;
+export type FilterField = typeof FILTER_FIELDS[number];
+
+const watchRequestSchema = z.strictObject({
+  filters: z.strictObject({
+    tracer_name: z.string().optional(),
+    hostname: z.string().optional(),
+    container_hostname: z.string().optional(),
+    container_host_namespace: z.string().optional(),
+    region: z.string().optional(),
+  }).nullish(),
+});
+export type WatchRequest = z.output<typeof watchRequestSchema>;
+
+/** The seed's WatchEventData: the event record without tracer_data. */
+export interface WatchEventData {
+  hostname: string;
+  region: string;
+  observed_timestamp: string;
+  tracer_name: string;
+  tracer_id: string;
+  tracer_run_type: string;
+  container_id?: string;
+  container_hostname?: string;
+  container_host_namespace?: string;
+  container_type?: string;
+  container_qos?: string;
+}
+
+export interface CloudEvent {
+  specversion: "1.0";
+  id: string;
+  source: string;
+  type: typeof WATCH_EVENT_TYPE;
+  datacontenttype: "application/json";
+  time: string;
+  data: WatchEventData;
+}
+
+export interface WatchHandlerOptions {
+  hub: EventHub;
+  /** Node hostname used in the CloudEvents source "/huatuo/{hostname}/{tracer_name}". */
+  hostname: string;
+  /** config.EventsWatch.MaxClients */
+  maxClients: number;
+  /** config.EventsWatch.KeepAliveInterval, in seconds (fractions allowed for tests). */
+  keepAliveSec: number;
+  log: Logger;
+}
+
+export class WatchRequestError extends Error {
+  constructor(readonly field: string, message: string) {
+    super(message);
+  }
+}
+
+export type CompiledFilters = Partial<Record<FilterField, RegExp>>;
+
+/** Parse and validate a request body; an empty body means no filters. */
+export function parseWatchRequest(body: string): CompiledFilters {
+  let raw: unknown = {};
+  if (body.trim() !== "") {
+    try {
+      raw = JSON.parse(body);
+    } catch (err) {
+      throw new WatchRequestError("body", `invalid JSON body: ${(err as Error).message}`);
+    }
+  }
+  const parsed = watchRequestSchema.safeParse(raw);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0];
+    const path = issue.path.map(String);
+    if (issue.code === "unrecognized_keys") path.push(issue.keys[0]);
+    const field = path.length ? path.join(".") : "body";
+    throw new WatchRequestError(field, `invalid field ${field}: ${issue.message}`);
+  }
+  const out: CompiledFilters = {};
+  for (const key of FILTER_FIELDS) {
+    const pattern = parsed.data.filters?.[key];
+    if (pattern === undefined || pattern === "") continue; // empty matches everything
+    try {
+      out[key] = new RegExp(pattern);
+    } catch (err) {
+      throw new WatchRequestError(
+        `filters.${key}`,
+        `invalid regex for filters.${key}: ${(err as Error).message}`,
+      );
+    }
+  }
+  return out;
+}
+
+/** AND of all compiled filters; an absent document field is matched as "". */
+export function matchFilters(filters: CompiledFilters, doc: EventDocument): boolean {
+  for (const key of FILTER_FIELDS) {
+    const re = filters[key];
+    if (re && !re.test(doc[key] ?? "")) return false;
+  }
+  return true;
+}
+
+const RFC3339 = /^(\d{4}-\d{2}-\d{2})[T ](\d{2}:\d{2}:\d{2})(?:\.(\d{1,9}))?\s?(Z|[+-]\d{2}:?\d{2})$/;
+
+/**
+ * Parse "2025-06-11 16:05:16.251 +0800" (tracer_time) or RFC 3339 into UTC
+ * pieces: whole seconds and the fraction digits, so precision beyond
+ * milliseconds survives. Undefined when the text is neither.
+ */
+function parseTime(s: string | undefined): { secs: Date; frac: string } | undefined {
+  const m = s ? RFC3339.exec(s) : null;
+  if (!m) return undefined;
+  let zone = m[4];
+  if (zone !== "Z" && !zone.includes(":")) zone = `${zone.slice(0, 3)}:${zone.slice(3)}`;
+  const secs = new Date(`${m[1]}T${m[2]}${zone}`);
+  if (Number.isNaN(secs.getTime())) return undefined;
+  return { secs, frac: (m[3] ?? "").replace(/0+$/, "") };
+}
+
+function eventTime(ev: HubEvent): { secs: Date; frac: string } {
+  const t = parseTime(ev.doc.tracer_time) ?? parseTime(ev.doc.uploaded_time);
+  if (t) return t;
+  const ms = ev.publishedAt.getUTCMilliseconds();
+  const secs = new Date(ev.publishedAt.getTime() - ms);
+  return { secs, frac: String(ms).padStart(3, "0").replace(/0+$/, "") };
+}
+
+function utcSeconds(d: Date): string {
+  return d.toISOString().slice(0, 19);
+}
+
+/** Wrap a published event in the seed's CloudEvents 1.0 envelope. */
+export function toCloudEvent(ev: HubEvent, hostname: string): CloudEvent {
+  const { secs, frac } = eventTime(ev);
+  const doc = ev.doc;
+  const data: WatchEventData = {
+    hostname: doc.hostname,
+    region: doc.region,
+    observed_timestamp: `${utcSeconds(secs)}Z`,
+    tracer_name: doc.tracer_name,
+    tracer_id: doc.tracer_id,
+    tracer_run_type: doc.tracer_type,
+  };
+  for (
+    const key of [
+      "container_id",
+      "container_hostname",
+      "container_host_namespace",
+      "container_type",
+      "container_qos",
+    ] as const
+  ) {
+    const v = doc[key];
+    if (v !== undefined && v !== "") data[key] = v;
+  }
+  return {
+    specversion: "1.0",
+    id: ev.id,
+    source: `/huatuo/${hostname}/${doc.tracer_name}`,
+    type: WATCH_EVENT_TYPE,
+    datacontenttype: "application/json",
+    time: `${utcSeconds(secs)}${frac ? "." + frac : ""}Z`,
+    data,
+  };
+}
+
+/** One SSE message: `id: <seq>` then `data: <CloudEvent JSON>`. */
+export function formatSseEvent(ev: HubEvent, hostname: string): string {
+  return `id: ${ev.seq}\ndata: ${JSON.stringify(toCloudEvent(ev, hostname))}\n\n`;
+}
+
+export const PING = ": ping\n";
+
+function parseLastEventId(req: Request): number | undefined {
+  const raw = req.headers.get("last-event-id")?.trim();
+  if (!raw || !/^\d+$/.test(raw)) return undefined;
+  return Number(raw);
+}
+
+export function createWatchHandler(opts: WatchHandlerOptions): (req: Request) => Promise<Response> {
+  const encoder = new TextEncoder();
+  let clients = 0;
+  let nextClientId = 0;
+
+  return async (req: Request): Promise<Response> => {
+    if (req.method !== "POST") {
+      return new Response(JSON.stringify({ error: "method not allowed" }) + "\n", {
+        status: 405,
+        headers: { "content-type": "application/json; charset=utf-8", allow: "POST" },
+      });
+    }
+    let filters: CompiledFilters;
+    try {
+      filters = parseWatchRequest(await req.text());
+    } catch (err) {
+      if (err instanceof WatchRequestError) {
+        return jsonResponse(400, { error: err.message, field: err.field });
+      }
+      return jsonResponse(400, { error: `reading body: ${(err as Error).message}`, field: "body" });
+    }
+    if (req.signal.aborted) return jsonResponse(499, { error: "client closed request" });
+    // Check and reserve with no await in between, so the limit holds under concurrency.
+    if (clients >= opts.maxClients) {
+      return jsonResponse(429, { error: `too many watch clients (max ${opts.maxClients})` });
+    }
+    clients++;
+    const clientId = ++nextClientId;
+
+    const sub: Subscription = opts.hub.subscribe({
+      lastEventId: parseLastEventId(req),
+      filter: (doc) => matchFilters(filters, doc),
+    });
+    let controller: ReadableStreamDefaultController<Uint8Array> | undefined;
+    let timer: ReturnType<typeof setInterval> | undefined;
+    let done = false;
+    let failures = 0;
+
+    const finish = (why: string) => {
+      if (done) return;
+      done = true;
+      clients--;
+      clearInterval(timer);
+      req.signal.removeEventListener("abort", onAbort);
+      sub.close();
+      try {
+        controller?.close();
+      } catch {
+        // already closed or errored by the consumer
+      }
+      opts.log.info("events watch client disconnected", { client: clientId, reason: why, clients });
+    };
+    const onAbort = () => finish("client gone");
+
+    /** Enqueue unless the client is backed up; MAX_WRITE_FAILURES in a row closes it. */
+    const write = (text: string) => {
+      if (done || !controller) return;
+      let ok = false;
+      const size = controller.desiredSize;
+      if (size !== null && size > 0) {
+        try {
+          controller.enqueue(encoder.encode(text));
+          ok = true;
+        } catch {
+          ok = false;
+        }
+      }
+      if (ok) {
+        failures = 0;
+        return;
+      }
+      if (++failures >= MAX_WRITE_FAILURES) finish(`${MAX_WRITE_FAILURES} consecutive failed writes`);
+    };
+
+    const stream = new ReadableStream<Uint8Array>({
+      start(c) {
+        controller = c;
+        timer = setInterval(() => write(PING), Math.max(1, opts.keepAliveSec * 1000));
+        sub.onClose((reason) => {
+          if (reason === "slow") {
+            opts.log.warn("events watch client too slow, cut off", { client: clientId });
+            finish("queue full");
+          }
+        });
+      },
+      async pull(c) {
+        const ev = await sub.next();
+        if (done) return;
+        if (ev === null) {
+          finish("subscription closed");
+          return;
+        }
+        c.enqueue(encoder.encode(formatSseEvent(ev, opts.hostname)));
+        failures = 0;
+      },
+      cancel() {
+        finish("stream cancelled");
+      },
+    }, { highWaterMark: 1 });
+
+    req.signal.addEventListener("abort", onAbort);
+    opts.log.info("events watch client connected", { client: clientId, clients });
+    return new Response(stream, {
+      status: 200,
+      headers: {
+        "content-type": "text/event-stream",
+        "cache-control": "no-cache",
+        "x-accel-buffering": "no",
+      },
+    });
+  };
+}
