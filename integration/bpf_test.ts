@@ -121,6 +121,34 @@ class Scrape {
 
 const scrapeNow = async (agent: RunningAgent) => new Scrape(await scrape(agent));
 
+interface WatchedEvent {
+  source: string;
+  data: { tracer_id: string; tracer_name: string };
+}
+
+/** Subscribes to POST /v1/events/watch and resolves with the first CloudEvent (20 s at most). */
+async function watchFirst(agent: RunningAgent, body: string): Promise<WatchedEvent> {
+  const res = await fetch(`${agent.url}/v1/events/watch`, {
+    method: "POST",
+    body,
+    signal: AbortSignal.timeout(20_000),
+  });
+  assertEquals(res.status, 200);
+  const reader = res.body!.pipeThrough(new TextDecoderStream()).getReader();
+  let buf = "";
+  try {
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) throw new Error("watch stream ended without an event");
+      buf += value;
+      const m = /^data: (.*)$/m.exec(buf);
+      if (m) return JSON.parse(m[1]);
+    }
+  } finally {
+    await reader.cancel().catch(() => {});
+  }
+}
+
 const sum = (xs: number[]) => xs.reduce((a, b) => a + b, 0);
 
 // runqlat.o carries a raw_tp fallback that stays unloaded where tp_btf works (this kernel).
@@ -409,6 +437,7 @@ Deno.test({
             const s0 = await scrapeNow(agent);
             const k0x = detected();
             // Until the kernel detected it (checks run every 2 s), at most 20 s.
+            const watched = watchFirst(agent, '{"filters": {"tracer_name": "^hungtask$"}}');
             const { pid, blockedMs } = await frozenWriter(c, () => detected() > k0x, 20_000);
             const k1x = detected();
             const s1 = await scrapeNow(agent);
@@ -448,6 +477,15 @@ Deno.test({
               agent.output().includes(`msg="hung task detected" pid=${pid} comm=sh`),
               "the agent logged the hung task",
             );
+            // And it is an event: a line in the tracer's local file and a CloudEvent on the watch stream.
+            const file = Deno.readTextFileSync(`${ROOT}/huatuo-local/hungtask`).trim().split("\n");
+            const docs = file.map((l) => JSON.parse(l)).filter((doc) => doc.tracer_data?.pid === pid);
+            assertEquals(docs.length, d, "one document per report in huatuo-local/hungtask");
+            assertEquals(docs[0].tracer_name, "hungtask");
+            assertEquals(docs[0].region, "it");
+            const streamed = await watched;
+            assertEquals(streamed.source, `/huatuo/${Deno.hostname()}/hungtask`);
+            assertEquals(streamed.data.tracer_id, docs[0].tracer_id);
           });
         },
       );

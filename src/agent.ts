@@ -14,6 +14,10 @@ import { parseListenAddr } from "./server/listen.ts";
 import { RuntimeCgroup } from "./runtime/cgroup.ts";
 import { defaultBpfDir } from "./bpf/locate.ts";
 import { BpfRuntime } from "./bpf/tracer.ts";
+import { EventHub } from "./events/hub.ts";
+import { createEventSink } from "./events/sink.ts";
+import { createWatchHandler } from "./server/watch.ts";
+import { LocalFileStore } from "./storage/localfile.ts";
 import { setLibbpfLogger } from "../ffi/libbpf.ts";
 import { type Tracer, TracerManager } from "./tracing/manager.ts";
 import { tracerStatusCollector } from "./tracing/status.ts";
@@ -140,7 +144,10 @@ export async function runAgent(opts: CliOptions): Promise<number> {
   routeLibbpfLog(log);
   const tracers = new TracerManager(log);
   const bpf = new BpfRuntime(opts.bpfDir ?? defaultBpfDir());
-  const registry = buildRegistry({ fs, config, log, bpf }, { host, region: opts.region }, tracers);
+  const hub = new EventHub();
+  const store = LocalFileStore.fromConfig(config);
+  const events = createEventSink({ hostname: host, region: opts.region, store, hub, log });
+  const registry = buildRegistry({ fs, config, log, bpf, events }, { host, region: opts.region }, tracers);
   let ready = false;
 
   let server: Deno.HttpServer<Deno.NetAddr>;
@@ -151,6 +158,13 @@ export async function runAgent(opts: CliOptions): Promise<number> {
       version: { version: VERSION, deno: Deno.version.deno, v8: Deno.version.v8 },
       isReady: () => ready,
       tracers,
+      watch: createWatchHandler({
+        hub,
+        hostname: host,
+        maxClients: config.EventsWatch.MaxClients,
+        keepAliveSec: config.EventsWatch.KeepAliveInterval,
+        log,
+      }),
     });
   } catch (err) {
     if (!(err instanceof ListenError)) throw err;
@@ -180,6 +194,7 @@ export async function runAgent(opts: CliOptions): Promise<number> {
       await server.shutdown();
       await tracers.stopAll();
       registry.close();
+      store.close();
       await cgroup?.leave();
       clearTimeout(timer);
       log.info("stopped");

@@ -6,6 +6,7 @@
 import type { Config } from "../config/schema.ts";
 import type { HostFs } from "../host/fs.ts";
 import type { BpfRuntime } from "../bpf/tracer.ts";
+import type { EventSink } from "../events/sink.ts";
 import type { Logger } from "../log/logger.ts";
 import type { Tracer } from "../tracing/manager.ts";
 import type { Sample } from "./sample.ts";
@@ -29,6 +30,8 @@ export interface CollectorContext {
   readonly log: Logger;
   /** The BPF object directory (`--bpf-dir`) and the loaded BPF tracers. */
   readonly bpf: BpfRuntime;
+  /** Kernel events of tracers go here (local file + subscribers); absent in unit tests. */
+  readonly events?: EventSink;
 }
 
 export interface CollectorDefinition {

@@ -13,6 +13,8 @@ export interface ServerDeps {
   version: Record<string, string>;
   isReady: () => boolean;
   tracers?: TracerManager;
+  /** POST /v1/events/watch (SSE); absent when events are not served. */
+  watch?: Route;
 }
 
 export type Route = (req: Request) => Response | Promise<Response>;
@@ -49,6 +51,7 @@ export function buildRoutes(deps: ServerDeps): Map<string, Map<string, Route>> {
   );
   add("GET", "/version", () => jsonResponse(200, deps.version));
   add("GET", "/v1/tracers", () => jsonResponse(200, { tracers: deps.tracers?.statuses() ?? [] }));
+  if (deps.watch) add("POST", "/v1/events/watch", deps.watch);
   return routes;
 }
 

@@ -5,6 +5,7 @@
 import type { RecordHandler } from "../../../ffi/events.ts";
 import { BpfTracer } from "../../bpf/tracer.ts";
 import { readCounter } from "../../bpf/zones.ts";
+import type { EventSink } from "../../events/sink.ts";
 import type { Logger } from "../../log/logger.ts";
 import { defineCollector } from "../collector.ts";
 import { counter } from "../sample.ts";
@@ -22,18 +23,20 @@ export function hungtaskRecord(view: DataView, offset: number): { pid: number; c
   };
 }
 
-function logRecord(log: Logger): RecordHandler {
+function onRecord(log: Logger, events?: EventSink): RecordHandler {
   return (view, offset) => {
     const r = hungtaskRecord(view, offset);
     log.warn("hung task detected", { pid: r.pid, comm: r.comm });
+    // The D-state stacks and the report backoff of the full hungtask event come with the event tracers.
+    events?.({ tracerName: "hungtask", data: { pid: r.pid, comm: r.comm } });
   };
 }
 
-export default defineCollector("hungtask", ({ bpf, log }) => {
+export default defineCollector("hungtask", ({ bpf, log, events }) => {
   const tracer = new BpfTracer({
     name: "hungtask",
     object: "hungtask.o",
-    buffers: [{ map: "hungtask_events", onRecord: logRecord(log) }],
+    buffers: [{ map: "hungtask_events", onRecord: onRecord(log, events) }],
   }, bpf);
   return {
     tracer,
