@@ -62,6 +62,9 @@ const BPF_TRACERS = [
   "softlockup",
 ];
 
+/** BPF tracers whose output is events, not series (no collector of their own). */
+const EVENT_BPF_TRACERS = ["oom"];
+
 const NOT_ROOT = !isRoot();
 if (NOT_ROOT) {
   console.log(
@@ -157,7 +160,7 @@ const FALLBACK_PROGRAMS = new Set<string>(RUNQLAT_IMPLEMENTATIONS.slice(1).flat(
 /** Program names of each tracer that the agent loads here, read from its object file (nothing loaded). */
 function objectPrograms(dir = BPF_DIR): Map<string, string[]> {
   const out = new Map<string, string[]>();
-  for (const t of BPF_TRACERS) {
+  for (const t of [...BPF_TRACERS, ...EVENT_BPF_TRACERS]) {
     const obj = BpfObject.openFile(`${dir}/${t}.o`);
     try {
       out.set(t, obj.programs.map((p) => p.name).filter((n) => !FALLBACK_PROGRAMS.has(n)));
@@ -243,7 +246,7 @@ Deno.test({
     const agent = await startAgent({ args: AGENT_ARGS });
     try {
       const ts = await tracers(agent);
-      for (const t of BPF_TRACERS) {
+      for (const t of [...BPF_TRACERS, ...EVENT_BPF_TRACERS]) {
         assertEquals(ts.get(t)?.state, "running", `${t}: ${JSON.stringify(ts.get(t))}`);
       }
       const s = await scrapeNow(agent);

@@ -70,3 +70,81 @@ Deno.test("watch: the seed's curl example streams pings; MaxClients answers 429;
     assertEquals((await agent.stop()).code, 0);
   }
 });
+
+const memcgV1 = (() => {
+  try {
+    return Deno.statSync("/sys/fs/cgroup/memory/memory.limit_in_bytes").isFile && Deno.uid() === 0;
+  } catch {
+    return false;
+  }
+})();
+if (!memcgV1) console.warn("oom watch test skipped: needs root and a v1 memory controller");
+
+Deno.test({
+  name: "oom: a real OOM kill in a memory-limited cgroup → local file document and CloudEvent within 1 s",
+  ignore: !memcgV1,
+  async fn() {
+    const local = Deno.makeTempDirSync({ prefix: "huatuo-it-local-" });
+    const cg = "/sys/fs/cgroup/memory/huatuo-it-oom-watch";
+    const agent = await startAgent({
+      args: ["--region", "dev", "--procfs-prefix", "fixtures"],
+      conf: (p) => `[Storage.LocalFile]\nPath = "${local}"\n[APIServer]\nTCPAddr = "127.0.0.1:${p}"\n`,
+    });
+    let victim: Deno.ChildProcess | undefined;
+    try {
+      const stream = await fetch(`${agent.url}/v1/events/watch`, {
+        method: "POST",
+        body: '{"filters": {"tracer_name": "^oom$"}}',
+        signal: AbortSignal.timeout(20_000),
+      });
+      assertEquals(stream.status, 200);
+      const reader = stream.body!.pipeThrough(new TextDecoderStream()).getReader();
+      Deno.mkdirSync(cg);
+      Deno.writeTextFileSync(`${cg}/memory.limit_in_bytes`, String(32 * 1024 * 1024));
+      victim = new Deno.Command("sh", {
+        args: ["-c", `echo $$ > ${cg}/cgroup.procs && exec tail /dev/zero`],
+        stdout: "null",
+        stderr: "null",
+      }).spawn();
+      const status = await victim.status;
+      const killedAt = performance.now();
+      assertEquals(status.signal, "SIGKILL");
+      let buf = "";
+      let event: { source: string; data: { tracer_id: string } } | undefined;
+      while (!event) {
+        const { value, done } = await reader.read();
+        if (done) break;
+        buf += value;
+        const m = /^data: (.*)$/m.exec(buf);
+        if (m) event = JSON.parse(m[1]);
+      }
+      const ms = performance.now() - killedAt;
+      await reader.cancel();
+      assert(event, "an oom CloudEvent arrived");
+      assert(ms < 1000, `event ${ms.toFixed(0)} ms after the kill was seen`);
+      assertEquals(event.source, `/huatuo/${Deno.hostname()}/oom`);
+      const docs = Deno.readTextFileSync(`${local}/oom`).trim().split("\n").map((l) => JSON.parse(l));
+      const doc = docs.find((d) => d.tracer_data.victim_pid === victim!.pid);
+      assert(doc, `no document for victim ${victim.pid} in ${local}/oom`);
+      assertEquals(doc.tracer_id, event.data.tracer_id);
+      assertEquals(doc.tracer_data.victim_process_name, "tail");
+      assertEquals(doc.tracer_data.trigger_pid, victim.pid, "a lone process triggers its own OOM");
+      assertEquals(doc.tracer_data.victim_memcg_id, Deno.statSync(cg).ino, "victim memcg = the test cgroup");
+    } finally {
+      try {
+        victim?.kill("SIGKILL");
+      } catch { /* exited */ }
+      await victim?.status;
+      for (let i = 0; i < 50; i++) {
+        try {
+          Deno.removeSync(cg);
+          break;
+        } catch {
+          await new Promise((r) => setTimeout(r, 100));
+        }
+      }
+      assertEquals((await agent.stop()).code, 0);
+      Deno.removeSync(local, { recursive: true });
+    }
+  },
+});

@@ -16,6 +16,7 @@ import { defaultBpfDir } from "./bpf/locate.ts";
 import { BpfRuntime } from "./bpf/tracer.ts";
 import { EventHub } from "./events/hub.ts";
 import { createEventSink } from "./events/sink.ts";
+import { EVENT_TRACERS } from "./events/tracers/index.ts";
 import { createWatchHandler } from "./server/watch.ts";
 import { LocalFileStore } from "./storage/localfile.ts";
 import { setLibbpfLogger } from "../ffi/libbpf.ts";
@@ -76,6 +77,13 @@ export function buildRegistry(
     }
     if (collector.tracer) tracers.add(collector.tracer);
     registry.register(collector);
+  }
+  for (const def of EVENT_TRACERS) {
+    if (ctx.config.BlackList.includes(def.name)) {
+      tracers.add(idleTracer(def.name), {}, "disabled by BlackList");
+    } else {
+      tracers.add(def.create(ctx));
+    }
   }
   registry.register(tracerStatusCollector(tracers));
   registry.register(bpfProgramsCollector(ctx.bpf));
