@@ -55,6 +55,8 @@ export interface StartOptions {
   /** Run inside `unshare --uts` with this hostname. */
   hostname?: string;
   waitReady?: boolean;
+  /** Run as this uid/gid (through setpriv, no capabilities); the config is made readable to it. */
+  runAs?: number;
 }
 
 export async function startAgent(opts: StartOptions = {}): Promise<RunningAgent> {
@@ -65,9 +67,22 @@ export async function startAgent(opts: StartOptions = {}): Promise<RunningAgent>
   const dir = Deno.makeTempDirSync({ prefix: "huatuo-it-" });
   Deno.writeTextFileSync(`${dir}/huatuo-bamai.conf`, (opts.conf ?? ((p) => confWithPort(p)))(port));
   const agentArgs = ["--config-dir", dir, ...(opts.args ?? [])];
-  const [cmd, args] = opts.hostname
+  let [cmd, args] = opts.hostname
     ? ["unshare", ["--uts", "sh", "-c", `hostname ${opts.hostname} && exec "$0" "$@"`, BINARY, ...agentArgs]]
     : [BINARY, agentArgs];
+  if (opts.runAs !== undefined) {
+    Deno.chmodSync(dir, 0o755);
+    Deno.chmodSync(`${dir}/huatuo-bamai.conf`, 0o644);
+    const id = String(opts.runAs);
+    [cmd, args] = ["setpriv", [
+      `--reuid=${id}`,
+      `--regid=${id}`,
+      "--clear-groups",
+      "--inh-caps=-all",
+      cmd,
+      ...args,
+    ]];
+  }
   const child = new Deno.Command(cmd, { args, cwd: ROOT, stdout: "piped", stderr: "piped" }).spawn();
   let out = "";
   const dec = new TextDecoder();
@@ -89,7 +104,12 @@ export async function startAgent(opts: StartOptions = {}): Promise<RunningAgent>
       } catch { /* already exited */ }
       const status = await child.status;
       await pumps;
-      Deno.removeSync(dir, { recursive: true });
+      // stop() may run twice (a test's own stop, then its cleanup): the second finds no dir.
+      try {
+        Deno.removeSync(dir, { recursive: true });
+      } catch (err) {
+        if (!(err instanceof Deno.errors.NotFound)) throw err;
+      }
       return { code: status.code, ms: performance.now() - t0 };
     },
   };

@@ -11,18 +11,7 @@ import { BpfRuntime, BpfTracer } from "../src/bpf/tracer.ts";
 import { memcgReclaimByCgroup } from "../src/metrics/collectors/memory_reclaim.ts";
 import { RUNQLAT_IMPLEMENTATIONS } from "../src/metrics/collectors/runqlat.ts";
 import { createLogger } from "../src/log/logger.ts";
-import {
-  BINARY,
-  confWithPort,
-  freePort,
-  HOST_COLLECTORS,
-  isRoot,
-  ROOT,
-  type RunningAgent,
-  scrape,
-  startAgent,
-  waitReady,
-} from "./agent.ts";
+import { HOST_COLLECTORS, isRoot, ROOT, type RunningAgent, scrape, startAgent } from "./agent.ts";
 import { type ParsedSeries, parseExposition } from "./prom.ts";
 import {
   type Cleanup,
@@ -818,48 +807,9 @@ Deno.test({
   ignore: NOT_ROOT,
   fn: async () => {
     await withCleanup(async (c) => {
-      // startAgent runs the binary as us; this is the same, through setpriv, with a config nobody can read.
-      const dir = tempDir(c, 0o755);
-      const port = freePort();
-      Deno.writeTextFileSync(`${dir}/huatuo-bamai.conf`, confWithPort(port));
-      Deno.chmodSync(`${dir}/huatuo-bamai.conf`, 0o644);
-      const child = new Deno.Command("setpriv", {
-        args: [
-          "--reuid=65534",
-          "--regid=65534",
-          "--clear-groups",
-          "--inh-caps=-all",
-          BINARY,
-          "--config-dir",
-          dir,
-          ...AGENT_ARGS,
-        ],
-        cwd: ROOT,
-        stdout: "piped",
-        stderr: "piped",
-      }).spawn();
-      let out = "";
-      const pumps = Promise.all([child.stdout, child.stderr].map(async (s) => {
-        for await (const chunk of s) out += new TextDecoder().decode(chunk);
-      }));
-      const agent: RunningAgent = {
-        port,
-        url: `http://127.0.0.1:${port}`,
-        dir,
-        child,
-        output: () => out,
-        stop: async (signal: Deno.Signal = "SIGTERM") => {
-          const t0 = performance.now();
-          try {
-            child.kill(signal);
-          } catch { /* exited */ }
-          const status = await child.status;
-          await pumps;
-          return { code: status.code, ms: performance.now() - t0 };
-        },
-      };
+      const agent = await startAgent({ args: AGENT_ARGS, runAs: 65534 });
+      const child = agent.child;
       c.defer("stop unprivileged agent", () => agent.stop("SIGKILL"));
-      await waitReady(agent);
       const uid = /^Uid:\s+(\d+)/m.exec(Deno.readTextFileSync(`/proc/${child.pid}/status`))![1];
       assertEquals(uid, "65534", "the agent runs as nobody");
 
