@@ -4,6 +4,16 @@ export const ROOT = new URL("..", import.meta.url).pathname.replace(/\/$/, "");
 export const BINARY = `${ROOT}/_output/bin/huatuo-bamai`;
 export const SHIPPED_CONF = `${ROOT}/huatuo-bamai.conf`;
 
+/**
+ * HUATUO_IT_SOURCE=1 runs the agent from source (deno run main.ts, BPF objects
+ * from _output/bpf) instead of the built binary: for iterating on one test
+ * without rebuilding. CI always tests the built binary.
+ */
+const FROM_SOURCE = Deno.env.get("HUATUO_IT_SOURCE") === "1";
+const AGENT_CMD: string[] = FROM_SOURCE
+  ? [Deno.execPath(), "run", "-A", "--quiet", `${ROOT}/main.ts`]
+  : [BINARY];
+
 /** Collectors that read procfs/sysfs/netlink: they must succeed whatever happens to BPF. */
 export const HOST_COLLECTORS = [
   "arp",
@@ -60,16 +70,16 @@ export interface StartOptions {
 }
 
 export async function startAgent(opts: StartOptions = {}): Promise<RunningAgent> {
-  await Deno.stat(BINARY).catch(() => {
-    throw new Error(`${BINARY} is missing: run ./build.sh first`);
+  await Deno.stat(AGENT_CMD[0]).catch(() => {
+    throw new Error(`${AGENT_CMD[0]} is missing: run ./build.sh first`);
   });
   const port = freePort();
   const dir = Deno.makeTempDirSync({ prefix: "huatuo-it-" });
   Deno.writeTextFileSync(`${dir}/huatuo-bamai.conf`, (opts.conf ?? ((p) => confWithPort(p)))(port));
   const agentArgs = ["--config-dir", dir, ...(opts.args ?? [])];
   let [cmd, args] = opts.hostname
-    ? ["unshare", ["--uts", "sh", "-c", `hostname ${opts.hostname} && exec "$0" "$@"`, BINARY, ...agentArgs]]
-    : [BINARY, agentArgs];
+    ? ["unshare", ["--uts", "sh", "-c", `hostname ${opts.hostname} && exec "$0" "$@"`, ...AGENT_CMD, ...agentArgs]]
+    : [AGENT_CMD[0], [...AGENT_CMD.slice(1), ...agentArgs]];
   if (opts.runAs !== undefined) {
     Deno.chmodSync(dir, 0o755);
     Deno.chmodSync(`${dir}/huatuo-bamai.conf`, 0o644);
@@ -83,7 +93,8 @@ export async function startAgent(opts: StartOptions = {}): Promise<RunningAgent>
       ...args,
     ]];
   }
-  const child = new Deno.Command(cmd, { args, cwd: ROOT, stdout: "piped", stderr: "piped" }).spawn();
+  const env = FROM_SOURCE ? { HUATUO_BAMAI_BPF_DIR: `${ROOT}/_output/bpf` } : undefined;
+  const child = new Deno.Command(cmd, { args, cwd: ROOT, env, stdout: "piped", stderr: "piped" }).spawn();
   let out = "";
   const dec = new TextDecoder();
   const pump = async (s: ReadableStream<Uint8Array>) => {

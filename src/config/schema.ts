@@ -160,6 +160,12 @@ export const configSchema = table({
       Index: str().default("huatuo_bamai"),
       Username: str().default(""),
       Password: str().default(""),
+      // Beyond the seed: TLS and the durable outbox of documents not yet acknowledged.
+      CAFile: str().default(""),
+      InsecureSkipVerify: bool().default(false),
+      OutboxPath: str().default(""),
+      OutboxMaxSize: int(1).default(1024),
+      BulkSize: int(1, 10_000).default(500),
     }),
     LocalFile: section({
       Path: str().default("huatuo-local"),
@@ -290,6 +296,8 @@ export const configSchema = table({
   // Not in the seed guide: the HTTP listen address of the agent.
   APIServer: section({
     TCPAddr: tcpAddr.default(":19704"),
+    // Required (Authorization: Bearer) by requests that change state, e.g. starting or stopping a tracer.
+    Token: str().default(""),
   }),
 });
 

@@ -11,6 +11,11 @@ Deno.test("defaultConfig has the seed defaults", () => {
     Index: "huatuo_bamai",
     Username: "",
     Password: "",
+    CAFile: "",
+    InsecureSkipVerify: false,
+    OutboxPath: "",
+    OutboxMaxSize: 1024,
+    BulkSize: 500,
   });
   assertEquals(c.Storage.LocalFile, { Path: "huatuo-local", RotationSize: 100, MaxRotation: 10 });
   assertEquals(c.AutoTracing.IssuesList, []);
@@ -92,7 +97,7 @@ Deno.test("defaultConfig has the seed defaults", () => {
     KubeletClientCertPath: "",
   });
   assertEquals(c.EventsWatch, { MaxClients: 100, KeepAliveInterval: 30 });
-  assertEquals(c.APIServer, { TCPAddr: ":19704" });
+  assertEquals(c.APIServer, { TCPAddr: ":19704", Token: "" });
 });
 
 Deno.test("defaultConfig returns a fresh copy every time", () => {
