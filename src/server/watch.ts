@@ -31,6 +31,8 @@ const watchRequestSchema = z.strictObject({
     container_host_namespace: z.string().optional(),
     region: z.string().optional(),
   }).nullish(),
+  // Beyond the seed: also carry the event's tracer_data in the CloudEvent data.
+  include_tracer_data: z.boolean().optional(),
 });
 export type WatchRequest = z.output<typeof watchRequestSchema>;
 
@@ -47,6 +49,8 @@ export interface WatchEventData {
   container_host_namespace?: string;
   container_type?: string;
   container_qos?: string;
+  /** Only when the request asked for it with "include_tracer_data": true. */
+  tracer_data?: Record<string, unknown>;
 }
 
 export interface CloudEvent {
@@ -78,8 +82,18 @@ export class WatchRequestError extends Error {
 
 export type CompiledFilters = Partial<Record<FilterField, RegExp>>;
 
+export interface WatchOptions {
+  filters: CompiledFilters;
+  includeTracerData: boolean;
+}
+
 /** Parse and validate a request body; an empty body means no filters. */
 export function parseWatchRequest(body: string): CompiledFilters {
+  return parseWatchOptions(body).filters;
+}
+
+/** Parse and validate a request body: its filters and stream options. */
+export function parseWatchOptions(body: string): WatchOptions {
   let raw: unknown = {};
   if (body.trim() !== "") {
     try {
@@ -97,6 +111,7 @@ export function parseWatchRequest(body: string): CompiledFilters {
     throw new WatchRequestError(field, `invalid field ${field}: ${issue.message}`);
   }
   const out: CompiledFilters = {};
+  const includeTracerData = parsed.data.include_tracer_data === true;
   for (const key of FILTER_FIELDS) {
     const pattern = parsed.data.filters?.[key];
     if (pattern === undefined || pattern === "") continue; // empty matches everything
@@ -109,7 +124,7 @@ export function parseWatchRequest(body: string): CompiledFilters {
       );
     }
   }
-  return out;
+  return { filters: out, includeTracerData };
 }
 
 /** AND of all compiled filters; an absent document field is matched as "". */
@@ -151,7 +166,7 @@ function utcSeconds(d: Date): string {
 }
 
 /** Wrap a published event in the seed's CloudEvents 1.0 envelope. */
-export function toCloudEvent(ev: HubEvent, hostname: string): CloudEvent {
+export function toCloudEvent(ev: HubEvent, hostname: string, includeTracerData = false): CloudEvent {
   const { secs, frac } = eventTime(ev);
   const doc = ev.doc;
   const data: WatchEventData = {
@@ -174,6 +189,7 @@ export function toCloudEvent(ev: HubEvent, hostname: string): CloudEvent {
     const v = doc[key];
     if (v !== undefined && v !== "") data[key] = v;
   }
+  if (includeTracerData) data.tracer_data = doc.tracer_data;
   return {
     specversion: "1.0",
     id: ev.id,
@@ -186,8 +202,8 @@ export function toCloudEvent(ev: HubEvent, hostname: string): CloudEvent {
 }
 
 /** One SSE message: `id: <seq>` then `data: <CloudEvent JSON>`. */
-export function formatSseEvent(ev: HubEvent, hostname: string): string {
-  return `id: ${ev.seq}\ndata: ${JSON.stringify(toCloudEvent(ev, hostname))}\n\n`;
+export function formatSseEvent(ev: HubEvent, hostname: string, includeTracerData = false): string {
+  return `id: ${ev.seq}\ndata: ${JSON.stringify(toCloudEvent(ev, hostname, includeTracerData))}\n\n`;
 }
 
 export const PING = ": ping\n";
@@ -211,8 +227,9 @@ export function createWatchHandler(opts: WatchHandlerOptions): (req: Request) =>
       });
     }
     let filters: CompiledFilters;
+    let includeTracerData: boolean;
     try {
-      filters = parseWatchRequest(await req.text());
+      ({ filters, includeTracerData } = parseWatchOptions(await req.text()));
     } catch (err) {
       if (err instanceof WatchRequestError) {
         return jsonResponse(400, { error: err.message, field: err.field });
@@ -290,7 +307,7 @@ export function createWatchHandler(opts: WatchHandlerOptions): (req: Request) =>
           finish("subscription closed");
           return;
         }
-        c.enqueue(encoder.encode(formatSseEvent(ev, opts.hostname)));
+        c.enqueue(encoder.encode(formatSseEvent(ev, opts.hostname, includeTracerData)));
         failures = 0;
       },
       cancel() {

@@ -149,6 +149,25 @@ Deno.test("watch: SSE response carries CloudEvents 1.0 envelopes with id: <seq>"
   c.abort.abort();
 });
 
+Deno.test("watch: include_tracer_data adds the event's tracer_data; by default it stays out", async () => {
+  const { hub, handler } = setup();
+  const withData = await connect(handler, '{"include_tracer_data": true, "filters": {"tracer_name": "oom"}}');
+  const plain = await connect(handler, "{}");
+  hub.publish(doc({ tracer_data: { victim_pid: 42, victim_process_name: "java" } }));
+  assertEquals((await withData.next())?.data.data.tracer_data, {
+    victim_pid: 42,
+    victim_process_name: "java",
+  });
+  assertStrictEquals((await plain.next())?.data.data.tracer_data, undefined);
+  withData.abort.abort();
+  plain.abort.abort();
+  const bad = await handler(
+    new Request("http://x/v1/events/watch", { method: "POST", body: '{"include_tracer_data": 1}' }),
+  );
+  assertStrictEquals(bad.status, 400);
+  assertStrictEquals((await bad.json()).field, "include_tracer_data");
+});
+
 Deno.test("watch: an empty body subscribes to everything", async () => {
   const { hub, handler } = setup();
   const c = await connect(handler, "");
