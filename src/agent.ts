@@ -166,6 +166,7 @@ export async function runAgent(opts: CliOptions): Promise<number> {
       version: { version: VERSION, deno: Deno.version.deno, v8: Deno.version.v8 },
       isReady: () => ready,
       tracers,
+      token: Deno.env.get("HUATUO_BAMAI_API_TOKEN") || config.APIServer.Token,
       watch: createWatchHandler({
         hub,
         hostname: host,

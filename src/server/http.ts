@@ -1,10 +1,11 @@
-// HTTP API on Deno.serve: /metrics, /healthz, /readyz, /version. Every error is
-// a JSON body with a 4xx/5xx status; a handler failure never takes the agent down.
+// HTTP API on Deno.serve: /metrics, /healthz, /readyz, /version, tracer status
+// and control, events watch. Every error is a JSON body with a 4xx/5xx status;
+// a handler failure never takes the agent down.
 
 import type { Logger } from "../log/logger.ts";
 import { CONTENT_TYPE } from "../metrics/exposition.ts";
 import type { Registry } from "../metrics/registry.ts";
-import type { TracerManager } from "../tracing/manager.ts";
+import { TracerControlError, type TracerManager } from "../tracing/manager.ts";
 import type { ListenAddr } from "./listen.ts";
 
 export interface ServerDeps {
@@ -15,6 +16,8 @@ export interface ServerDeps {
   tracers?: TracerManager;
   /** POST /v1/events/watch (SSE); absent when events are not served. */
   watch?: Route;
+  /** When non-empty, state-changing requests need "Authorization: Bearer <token>". */
+  token?: string;
 }
 
 export type Route = (req: Request) => Response | Promise<Response>;
@@ -55,6 +58,54 @@ export function buildRoutes(deps: ServerDeps): Map<string, Map<string, Route>> {
   return routes;
 }
 
+/** Constant-time comparison, so response timing does not reveal how much of a token matched. */
+function sameToken(a: string, b: string): boolean {
+  const x = new TextEncoder().encode(a);
+  const y = new TextEncoder().encode(b);
+  let diff = x.length ^ y.length;
+  for (let i = 0; i < Math.max(x.length, y.length); i++) diff |= (x[i] ?? 0) ^ (y[i] ?? 0);
+  return diff === 0;
+}
+
+/** Undefined when the request may change state, else the 401 to answer with. */
+export function checkToken(req: Request, token: string | undefined): Response | undefined {
+  if (!token) return undefined;
+  const m = /^Bearer\s+(.+)$/i.exec(req.headers.get("authorization") ?? "");
+  if (m && sameToken(m[1].trim(), token)) return undefined;
+  const res = jsonResponse(401, { error: "missing or wrong bearer token" });
+  res.headers.set("www-authenticate", 'Bearer realm="huatuo-bamai"');
+  return res;
+}
+
+const TRACER_PATH = /^\/v1\/tracers\/([A-Za-z0-9_.-]+)(?:\/(start|stop))?$/;
+
+/** GET /v1/tracers/{name}; POST /v1/tracers/{name}/start and /stop (token-protected). */
+async function tracerRoute(req: Request, path: string, deps: ServerDeps): Promise<Response | undefined> {
+  const m = TRACER_PATH.exec(path);
+  if (!m || !deps.tracers) return undefined;
+  const [, name, action] = m;
+  const want = action ? "POST" : "GET";
+  if (req.method !== want && !(want === "GET" && req.method === "HEAD")) {
+    const res = jsonResponse(405, { error: "method not allowed", method: req.method, allow: want });
+    res.headers.set("allow", want);
+    return res;
+  }
+  if (!action) {
+    const status = deps.tracers.state(name);
+    return status ? jsonResponse(200, status) : jsonResponse(404, { error: `no tracer named "${name}"` });
+  }
+  const denied = checkToken(req, deps.token);
+  if (denied) return denied;
+  try {
+    const status = action === "start" ? await deps.tracers.start(name) : await deps.tracers.stop(name);
+    deps.log.info(`tracer ${action} via API`, { tracer: name, state: status.state });
+    return jsonResponse(200, status);
+  } catch (err) {
+    if (err instanceof TracerControlError) return jsonResponse(err.status, { error: err.message });
+    throw err;
+  }
+}
+
 export function acceptsGzip(req: Request): boolean {
   const accept = req.headers.get("accept-encoding");
   return accept !== null && /(^|,)\s*gzip\s*(;\s*q=(?!0(\.0*)?\s*($|,))[\d.]+)?\s*($|,)/i.test(accept);
@@ -65,7 +116,16 @@ export function createHandler(deps: ServerDeps): (req: Request) => Promise<Respo
   return async (req) => {
     const url = new URL(req.url);
     const byMethod = routes.get(url.pathname);
-    if (!byMethod) return jsonResponse(404, { error: "not found", path: url.pathname });
+    if (!byMethod) {
+      try {
+        const res = await tracerRoute(req, url.pathname, deps);
+        if (res) return res;
+      } catch (err) {
+        deps.log.error("http handler failed", { path: url.pathname, error: String(err) });
+        return jsonResponse(500, { error: "internal error" });
+      }
+      return jsonResponse(404, { error: "not found", path: url.pathname });
+    }
     // HEAD is served by the GET handler; Deno drops the body.
     const route = byMethod.get(req.method === "HEAD" ? "GET" : req.method);
     if (!route) {

@@ -4,6 +4,7 @@ import { gauge } from "../metrics/sample.ts";
 import { assertEquals, assertMatch } from "../testing/assert.ts";
 import { createHandler } from "./http.ts";
 import { parseListenAddr } from "./listen.ts";
+import { TracerManager } from "../tracing/manager.ts";
 
 function handler(ready = true) {
   const registry = new Registry({ host: "h", region: "r" }, silentLogger);
@@ -88,4 +89,69 @@ Deno.test("GET /metrics is gzip-compressed when the client accepts it", async ()
     new Request("http://localhost/metrics", { headers: { "accept-encoding": "gzip;q=0" } }),
   );
   assertEquals(refused.headers.get("content-encoding"), null);
+});
+
+function controlHandler(token?: string) {
+  const registry = new Registry({ host: "h", region: "r" }, silentLogger);
+  const tracers = new TracerManager(silentLogger);
+  const runs = { starts: 0, stops: 0 };
+  tracers.add({
+    name: "oom",
+    start: () => {
+      runs.starts++;
+      return Promise.resolve();
+    },
+    stop: () => {
+      runs.stops++;
+    },
+  });
+  tracers.add({ name: "ras", start: () => Promise.resolve(), stop: () => {} }, {}, "disabled by BlackList");
+  const h = createHandler({ registry, log: silentLogger, version: {}, isReady: () => true, tracers, token });
+  return { h, tracers, runs };
+}
+
+const post = (path: string, headers: Record<string, string> = {}) =>
+  new Request(`http://localhost${path}`, { method: "POST", headers });
+
+Deno.test("tracer control: stop and start one tracer by name; status by name", async () => {
+  const { h, tracers, runs } = controlHandler();
+  await tracers.startAll();
+  assertEquals((await (await h(get("/v1/tracers/oom"))).json()).state, "running");
+  const stopped = await h(post("/v1/tracers/oom/stop"));
+  assertEquals(stopped.status, 200);
+  assertEquals((await stopped.json()).state, "stopped");
+  assertEquals(runs.stops, 1);
+  const started = await h(post("/v1/tracers/oom/start"));
+  assertEquals((await started.json()).state, "running");
+  assertEquals(runs.starts, 2);
+  // Starting a running tracer changes nothing.
+  assertEquals((await (await h(post("/v1/tracers/oom/start"))).json()).state, "running");
+  assertEquals(runs.starts, 2);
+});
+
+Deno.test("tracer control: unknown tracer 404, BlackList-disabled 409, GET on an action 405", async () => {
+  const { h } = controlHandler();
+  const nf = await h(post("/v1/tracers/nope/start"));
+  assertEquals(nf.status, 404);
+  assertMatch((await nf.json()).error, /no tracer named "nope"/);
+  const dis = await h(post("/v1/tracers/ras/start"));
+  assertEquals(dis.status, 409);
+  assertMatch((await dis.json()).error, /disabled by BlackList/);
+  const wrong = await h(get("/v1/tracers/oom/stop"));
+  assertEquals(wrong.status, 405);
+  assertEquals(wrong.headers.get("allow"), "POST");
+});
+
+Deno.test("tracer control: with a token, start/stop need Authorization: Bearer <token>; reads do not", async () => {
+  const { h, tracers } = controlHandler("s3cret");
+  await tracers.startAll();
+  const none = await h(post("/v1/tracers/oom/stop"));
+  assertEquals(none.status, 401);
+  assertEquals(none.headers.get("www-authenticate"), 'Bearer realm="huatuo-bamai"');
+  assertEquals((await h(post("/v1/tracers/oom/stop", { authorization: "Bearer s3cre" }))).status, 401);
+  assertEquals(tracers.state("oom")?.state, "running");
+  assertEquals((await h(get("/v1/tracers/oom"))).status, 200);
+  const ok = await h(post("/v1/tracers/oom/stop", { authorization: "Bearer s3cret" }));
+  assertEquals(ok.status, 200);
+  assertEquals(tracers.state("oom")?.state, "stopped");
 });

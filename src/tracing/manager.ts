@@ -15,6 +15,14 @@ export class UnsupportedError extends Error {
   }
 }
 
+/** A start/stop request that cannot be honoured; `status` is the HTTP status to answer with. */
+export class TracerControlError extends Error {
+  constructor(readonly status: number, message: string) {
+    super(message);
+    this.name = "TracerControlError";
+  }
+}
+
 export interface TracerContext {
   readonly log: Logger;
   /** Aborted when the tracer is being stopped. */
@@ -93,6 +101,45 @@ export class TracerManager {
   async stopAll(): Promise<void> {
     this.#stopping = true;
     await Promise.all([...this.#entries.values()].map((e) => this.#stop(e, "stopped")));
+  }
+
+  /**
+   * Starts one tracer on request (HTTP control). A running tracer is left as it
+   * is; a BlackList-disabled one cannot be started (the config says no);
+   * stopped, failed and unsupported ones are tried again now.
+   */
+  async start(name: string): Promise<TracerStatus> {
+    const e = this.#entry(name);
+    if (e.status.state === "disabled") {
+      throw new TracerControlError(409, `tracer ${name} is ${e.status.reason}`);
+    }
+    if (this.#stopping) throw new TracerControlError(503, "agent is shutting down");
+    if (e.status.state !== "running" && e.status.state !== "starting") {
+      if (e.timer !== undefined) clearTimeout(e.timer);
+      e.timer = undefined;
+      e.failures = 0;
+      this.#log.info("tracer start requested", { tracer: name });
+      await this.#start(e);
+    }
+    return { ...e.status };
+  }
+
+  /** Stops one tracer on request; it stays stopped (no restart) until started again. */
+  async stop(name: string, reason = "stopped on request"): Promise<TracerStatus> {
+    const e = this.#entry(name);
+    if (e.status.state === "disabled") {
+      throw new TracerControlError(409, `tracer ${name} is ${e.status.reason}`);
+    }
+    this.#log.info("tracer stop requested", { tracer: name });
+    await this.#stop(e, "stopped");
+    if (e.status.state !== "unsupported") this.#set(e, "stopped", reason);
+    return { ...e.status };
+  }
+
+  #entry(name: string): Entry {
+    const e = this.#entries.get(name);
+    if (!e) throw new TracerControlError(404, `no tracer named ${JSON.stringify(name)}`);
+    return e;
   }
 
   state(name: string): TracerStatus | undefined {
