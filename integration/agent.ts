@@ -78,7 +78,14 @@ export async function startAgent(opts: StartOptions = {}): Promise<RunningAgent>
   Deno.writeTextFileSync(`${dir}/huatuo-bamai.conf`, (opts.conf ?? ((p) => confWithPort(p)))(port));
   const agentArgs = ["--config-dir", dir, ...(opts.args ?? [])];
   let [cmd, args] = opts.hostname
-    ? ["unshare", ["--uts", "sh", "-c", `hostname ${opts.hostname} && exec "$0" "$@"`, ...AGENT_CMD, ...agentArgs]]
+    ? ["unshare", [
+      "--uts",
+      "sh",
+      "-c",
+      `hostname ${opts.hostname} && exec "$0" "$@"`,
+      ...AGENT_CMD,
+      ...agentArgs,
+    ]]
     : [AGENT_CMD[0], [...AGENT_CMD.slice(1), ...agentArgs]];
   if (opts.runAs !== undefined) {
     Deno.chmodSync(dir, 0o755);
@@ -158,4 +165,22 @@ export async function runBinary(
   const out = await new Deno.Command(BINARY, { args, cwd, stdout: "piped", stderr: "piped" }).output();
   const dec = new TextDecoder();
   return { code: out.code, stdout: dec.decode(out.stdout), stderr: dec.decode(out.stderr) };
+}
+
+/** IDs of the BPF programs a process holds (its program and link fds, from fdinfo `prog_id`). */
+export function heldProgIds(pid: number | string): Set<number> {
+  const ids = new Set<number>();
+  let entries: Deno.DirEntry[];
+  try {
+    entries = [...Deno.readDirSync(`/proc/${pid}/fdinfo`)];
+  } catch {
+    return ids; // gone, or not ours to read
+  }
+  for (const e of entries) {
+    try {
+      const m = /^prog_id:\s+(\d+)$/m.exec(Deno.readTextFileSync(`/proc/${pid}/fdinfo/${e.name}`));
+      if (m) ids.add(Number(m[1]));
+    } catch { /* fd closed meanwhile */ }
+  }
+  return ids;
 }

@@ -11,7 +11,15 @@ import { BpfRuntime, BpfTracer } from "../src/bpf/tracer.ts";
 import { memcgReclaimByCgroup } from "../src/metrics/collectors/memory_reclaim.ts";
 import { RUNQLAT_IMPLEMENTATIONS } from "../src/metrics/collectors/runqlat.ts";
 import { createLogger } from "../src/log/logger.ts";
-import { HOST_COLLECTORS, isRoot, ROOT, type RunningAgent, scrape, startAgent } from "./agent.ts";
+import {
+  heldProgIds,
+  HOST_COLLECTORS,
+  isRoot,
+  ROOT,
+  type RunningAgent,
+  scrape,
+  startAgent,
+} from "./agent.ts";
 import { type ParsedSeries, parseExposition } from "./prom.ts";
 import {
   type Cleanup,
@@ -170,24 +178,6 @@ interface BpftoolProg {
 
 async function bpftoolProgs(): Promise<BpftoolProg[]> {
   return JSON.parse((await run("bpftool", ["prog", "list", "-j"])).stdout) as BpftoolProg[];
-}
-
-/** IDs of the BPF programs a process holds (its program and link fds, from fdinfo `prog_id`). */
-function heldProgIds(pid: number | string): Set<number> {
-  const ids = new Set<number>();
-  let entries: Deno.DirEntry[];
-  try {
-    entries = [...Deno.readDirSync(`/proc/${pid}/fdinfo`)];
-  } catch {
-    return ids; // gone, or not ours to read
-  }
-  for (const e of entries) {
-    try {
-      const m = /^prog_id:\s+(\d+)$/m.exec(Deno.readTextFileSync(`/proc/${pid}/fdinfo/${e.name}`));
-      if (m) ids.add(Number(m[1]));
-    } catch { /* fd closed meanwhile */ }
-  }
-  return ids;
 }
 
 /** Program IDs held by any process right now. */
