@@ -241,6 +241,8 @@ export const configSchema = table({
     }),
     Dropwatch: section({
       ExcludedNeighInvalidate: bool().default(true),
+      // Beyond the seed: reported drops per second per CPU (BPF token bucket); the rest are counted. 0: no limit.
+      EventsPerSecond: int(0).default(100),
     }),
     Ras: section({
       MceThrBackoff: int(0).default(1800),

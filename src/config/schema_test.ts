@@ -73,6 +73,7 @@ Deno.test("defaultConfig has the seed defaults", () => {
   });
   assertEquals(c.EventTracing.Netdev.DeviceList, []);
   assertStrictEquals(c.EventTracing.Dropwatch.ExcludedNeighInvalidate, true);
+  assertStrictEquals(c.EventTracing.Dropwatch.EventsPerSecond, 100);
   assertStrictEquals(c.EventTracing.Ras.MceThrBackoff, 1800);
   assertEquals(c.MetricCollector.NetdevStats, {
     EnableNetlink: false,
