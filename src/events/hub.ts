@@ -41,6 +41,8 @@ export interface HubStats {
   /** Replayed events handed to subscribers by next(). */
   replayed: number;
   subscribers: number;
+  /** Published events by tracer_name. */
+  byTracer: ReadonlyMap<string, number>;
 }
 
 export class Subscription {
@@ -143,6 +145,7 @@ export class EventHub {
   #delivered = 0;
   #droppedClients = 0;
   #replayed = 0;
+  #byTracer = new Map<string, number>();
 
   constructor(opts: EventHubOptions = {}) {
     this.queueSize = Math.max(1, opts.queueSize ?? 256);
@@ -158,6 +161,7 @@ export class EventHub {
   publish(doc: EventDocument): HubEvent {
     const ev: HubEvent = { seq: ++this.#seq, id: crypto.randomUUID(), publishedAt: new Date(), doc };
     this.#published++;
+    this.#byTracer.set(doc.tracer_name, (this.#byTracer.get(doc.tracer_name) ?? 0) + 1);
     if (this.replaySize > 0) {
       this.#window.push(ev);
       if (this.#window.length > this.replaySize) this.#window.shift();
@@ -189,6 +193,7 @@ export class EventHub {
       droppedClients: this.#droppedClients,
       replayed: this.#replayed,
       subscribers: this.#subs.size,
+      byTracer: new Map(this.#byTracer),
     };
   }
 

@@ -29,7 +29,14 @@ Deno.test("hub: publish assigns monotonic sequence numbers and fans out to all s
   assertStrictEquals((await a.next())?.seq, 2);
   assertStrictEquals((await b.next())?.doc.tracer_name, "oom");
   assertStrictEquals(hub.lastSeq, 2);
-  assertEquals(hub.stats(), { published: 2, delivered: 3, droppedClients: 0, replayed: 0, subscribers: 2 });
+  assertEquals(hub.stats(), {
+    published: 2,
+    delivered: 3,
+    droppedClients: 0,
+    replayed: 0,
+    subscribers: 2,
+    byTracer: new Map([["oom", 1], ["hungtask", 1]]),
+  });
 });
 
 Deno.test("hub: a waiting next() is resolved by publish, and by close with null", async () => {
@@ -103,4 +110,22 @@ Deno.test("hub: replay backlog larger than the live queue does not cut the subsc
   const got: number[] = [];
   for (let i = 0; i < 11; i++) got.push((await sub.next())!.seq);
   assertEquals(got, [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11]);
+});
+
+Deno.test("hub: stats count published events by tracer", () => {
+  const hub = new EventHub();
+  const base = {
+    hostname: "h",
+    region: "r",
+    uploaded_time: "",
+    time: "",
+    tracer_id: "x",
+    tracer_time: "",
+    tracer_type: "auto" as const,
+    tracer_data: {},
+  };
+  hub.publish({ ...base, tracer_name: "oom" });
+  hub.publish({ ...base, tracer_name: "dropwatch" });
+  hub.publish({ ...base, tracer_name: "oom" });
+  assertEquals([...hub.stats().byTracer], [["oom", 2], ["dropwatch", 1]]);
 });

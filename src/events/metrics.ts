@@ -1,0 +1,39 @@
+// The event pipeline as metrics: events per tracer, and the watch fan-out
+// (clients, deliveries, clients cut off for being too slow), so a dashboard
+// shows both "the kernel is reporting" and "subscribers keep up".
+
+import type { Collector } from "../metrics/collector.ts";
+import { counter, gauge, type Sample } from "../metrics/sample.ts";
+import type { EventHub } from "./hub.ts";
+
+export function eventsCollector(hub: EventHub): Collector {
+  return {
+    name: "events",
+    collect() {
+      const s = hub.stats();
+      const out: Sample[] = [];
+      for (const [tracer, n] of [...s.byTracer].sort(([a], [b]) => a.localeCompare(b))) {
+        out.push(counter("events_total", "Kernel events recorded, by tracer.", n, { tracer }));
+      }
+      out.push(
+        gauge("events_watch_clients", "Connected /v1/events/watch subscribers.", s.subscribers),
+        counter(
+          "events_watch_delivered_total",
+          "Events written to watch subscribers (replays included).",
+          s.delivered,
+        ),
+        counter(
+          "events_watch_replayed_total",
+          "Events replayed to subscribers resuming with Last-Event-ID.",
+          s.replayed,
+        ),
+        counter(
+          "events_watch_clients_cut_off_total",
+          "Watch subscribers disconnected because they did not keep up (their queue filled).",
+          s.droppedClients,
+        ),
+      );
+      return Promise.resolve(out);
+    },
+  };
+}
