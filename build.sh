@@ -114,11 +114,14 @@ ensure_test_deps() {
   need prometheus-node-exporter prometheus-node-exporter
   need unshare util-linux
   need ip iproute2
+  need nft nftables
   need tc iproute2
   need curl curl
   need rpmbuild rpm
   need rpm2cpio rpm2cpio
   need cpio cpio
+  need bpftrace bpftrace
+  need gcc gcc
 }
 
 build_rpm() {
@@ -193,6 +196,8 @@ case "$cmd" in
     ensure_test_deps
     build_bpf
     build_agent
+    # A real OpenSearch node (server jars from Maven Central) for the storage tests.
+    bash "$ROOT/integration/opensearch/build.sh"
     cd "$ROOT"
     "$DENO" task test
     ;;

@@ -6,7 +6,12 @@
  * detection, i.e. again at every check interval while the task stays hung
  * (regardless of kernel.hung_task_warnings, which only limits the log).
  *
- * Program (raw tracepoint): raw_tp/sched_process_hang (struct task_struct *)
+ * Programs:
+ *   raw_tp/sched_process_hang (struct task_struct *): count + report.
+ *   perf_event hungtask_cpu_stack: the agent's all-CPU backtrace sampler
+ *     (src/events/kernel_stacks.ts). The agent attaches it to one software
+ *     cpu-clock perf event per online CPU for a moment when it builds a
+ *     report; it records one kernel stack per CPU per request.
  *
  * Maps (agent contract):
  *   hungtask_count   ARRAY[1] key __u32 0, value __u64 (cumulative detections)
@@ -17,6 +22,18 @@
  *                    32 bytes (4 bytes of padding at 20). Events are dropped
  *                    when the ring is full; the counter still counts them.
  *                    BPF_MAP_TYPE_RINGBUF needs kernel >= 5.8.
+ *   hungtask_cpustack_req   ARRAY[1] __u64: the current request number (0: none)
+ *   hungtask_cpustack_done  PERCPU_ARRAY[1] __u64: request last answered per CPU
+ *   hungtask_cpu_stacks     RINGBUF 256 KiB of struct cpu_stack_event:
+ *                      offset 0  __u64 req   (request number answered)
+ *                      offset 8  __u32 cpu
+ *                      offset 12 __u32 pid   (tid running on that CPU; 0: idle)
+ *                      offset 16 __u32 tgid
+ *                      offset 20 __s32 len   (bytes from bpf_get_stack, or -errno;
+ *                                             0: the CPU was in user mode)
+ *                      offset 24 char comm[16]
+ *                      offset 40 __u64 stack[48] (kernel return addresses)
+ *                    424 bytes.
  */
 #include "huatuo.h"
 
@@ -54,6 +71,58 @@ int BPF_PROG(hungtask_hang, struct task_struct *task)
 	ev->pid = BPF_CORE_READ(task, pid);
 	BPF_CORE_READ_STR_INTO(&ev->comm, task, comm);
 	ev->ts = bpf_ktime_get_ns();
+	bpf_ringbuf_submit(ev, 0);
+	return 0;
+}
+
+/* ---- all-CPU backtrace sampler (same contract as in softlockup.bpf.c) --- */
+
+#define CPU_STACK_DEPTH 48
+
+struct cpu_stack_event {
+	__u64 req;
+	__u32 cpu;
+	__u32 pid;
+	__u32 tgid;
+	__s32 len;
+	char comm[TASK_COMM_LEN];
+	__u64 stack[CPU_STACK_DEPTH];
+};
+
+HUATUO_MAP(hungtask_cpustack_req, BPF_MAP_TYPE_ARRAY, __u32, __u64, 1);
+HUATUO_MAP(hungtask_cpustack_done, BPF_MAP_TYPE_PERCPU_ARRAY, __u32, __u64, 1);
+HUATUO_RINGBUF(hungtask_cpu_stacks, 256 * 1024);
+HUATUO_MAP(hungtask_cpu_stacks_lost, BPF_MAP_TYPE_PERCPU_ARRAY, __u32, __u64, 1);
+
+SEC("perf_event")
+int hungtask_cpu_stack(struct bpf_perf_event_data *ctx)
+{
+	struct cpu_stack_event *ev;
+	__u64 *req, *done, id;
+	__u32 key = 0;
+
+	req = bpf_map_lookup_elem(&hungtask_cpustack_req, &key);
+	done = bpf_map_lookup_elem(&hungtask_cpustack_done, &key);
+	if (!req || !done || *req == 0 || *done == *req)
+		return 0;
+	*done = *req; /* one sample per CPU per request */
+
+	ev = bpf_ringbuf_reserve(&hungtask_cpu_stacks, sizeof(*ev), 0);
+	if (!ev) {
+		__u64 *lost = bpf_map_lookup_elem(&hungtask_cpu_stacks_lost, &key);
+
+		if (lost)
+			*lost += 1;
+		return 0;
+	}
+	id = bpf_get_current_pid_tgid();
+	ev->req = *req;
+	ev->cpu = bpf_get_smp_processor_id();
+	ev->pid = (__u32)id;
+	ev->tgid = id >> 32;
+	bpf_get_current_comm(ev->comm, sizeof(ev->comm));
+	/* The interrupted context's kernel stack (empty when it was user mode). */
+	ev->len = bpf_get_stack(ctx, ev->stack, sizeof(ev->stack), 0);
 	bpf_ringbuf_submit(ev, 0);
 	return 0;
 }

@@ -1,11 +1,11 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
- * softlockup: count soft lockup reports of the kernel watchdog.
+ * softlockup: count and report soft lockup reports of the kernel watchdog.
  *
  * There is no softlockup tracepoint, and kprobes/fentry on watchdog_timer_fn
  * are not used by this agent. Every report goes through printk, whose
- * printk:console tracepoint carries the message text, so we count messages
- * containing "watchdog: BUG: soft lockup": kernel/watchdog.c prints
+ * printk:console tracepoint carries the message text, so we count (and
+ * pass to the agent) messages containing "watchdog: BUG: soft lockup": kernel/watchdog.c prints
  *   pr_emerg("BUG: soft lockup - CPU#%d stuck for %us! [%s:%d]\n", ...)
  * with pr_fmt "watchdog: " (4.x: "NMI watchdog: ", which also contains it).
  * The needle may start anywhere in the first 64 bytes, because before 5.15
@@ -21,18 +21,30 @@
  * call_console_drivers, only for messages printed to a console (a soft lockup
  * is KERN_EMERG, so always).
  *
- * Program (raw tracepoint): raw_tp/console
+ * Programs:
+ *   raw_tp/console: count + report the message text.
+ *   perf_event softlockup_cpu_stack: the agent's all-CPU backtrace sampler
+ *     (src/events/kernel_stacks.ts; same contract as in hungtask.bpf.c).
  *
  * Maps (agent contract):
  *   softlockup_count  ARRAY[1] key __u32 0, value __u64 (cumulative)
- *   softlockup_buf    PERCPU_ARRAY[1] 128-byte scratch buffer (internal; a
+ *   softlockup_buf    PERCPU_ARRAY[1] 256-byte scratch buffer (internal; a
  *                     map value because the verifier allows unaligned loads
  *                     there but not on the stack)
+ *   softlockup_events RINGBUF 64 KiB of struct softlockup_event:
+ *                      offset 0  __u32 cpu  (CPU that printed the line: the
+ *                                            watchdog runs on the stuck CPU)
+ *                      offset 4  __u32 len  (valid bytes of text)
+ *                      offset 8  char text[192] (the message, not NUL-terminated)
+ *                    200 bytes. The agent parses CPU, comm and pid from the text.
+ *   softlockup_cpustack_req / _cpustack_done / softlockup_cpu_stacks: the
+ *     sampler's request, per-CPU answered request and records (struct
+ *     cpu_stack_event, 424 bytes).
  */
 #include "huatuo.h"
 
-#define SL_BUF_LEN 128
-#define SL_READ_MAX 96  /* bytes of message inspected */
+#define SL_BUF_LEN 256
+#define SL_READ_MAX 192 /* bytes of message inspected and reported */
 #define SL_MAX_POS 64   /* the needle must start before this offset */
 #define SL_NEEDLE_LEN 26 /* strlen("watchdog: BUG: soft lockup") */
 
@@ -46,8 +58,16 @@ struct sl_buf {
 	char data[SL_BUF_LEN];
 };
 
+struct softlockup_event {
+	__u32 cpu;
+	__u32 len;
+	char text[SL_READ_MAX];
+};
+
 HUATUO_MAP(softlockup_count, BPF_MAP_TYPE_ARRAY, __u32, __u64, 1);
 HUATUO_MAP(softlockup_buf, BPF_MAP_TYPE_PERCPU_ARRAY, __u32, struct sl_buf, 1);
+HUATUO_RINGBUF(softlockup_events, 64 * 1024);
+HUATUO_MAP(softlockup_events_lost, BPF_MAP_TYPE_PERCPU_ARRAY, __u32, __u64, 1);
 
 static __always_inline bool needle_at(const char *p)
 {
@@ -60,6 +80,7 @@ static __always_inline bool needle_at(const char *p)
 SEC("raw_tp/console")
 int BPF_PROG(softlockup_console, const char *text, size_t len)
 {
+	struct softlockup_event *ev;
 	struct sl_buf *buf;
 	__u32 key = 0, n, i;
 	bool found = false;
@@ -84,5 +105,71 @@ int BPF_PROG(softlockup_console, const char *text, size_t len)
 	cnt = bpf_map_lookup_elem(&softlockup_count, &key);
 	if (cnt)
 		__sync_fetch_and_add(cnt, 1);
+
+	ev = bpf_ringbuf_reserve(&softlockup_events, sizeof(*ev), 0);
+	if (!ev) {
+		__u64 *lost = bpf_map_lookup_elem(&softlockup_events_lost, &key);
+
+		if (lost)
+			*lost += 1; /* per-CPU slot */
+		return 0;
+	}
+	ev->cpu = bpf_get_smp_processor_id();
+	ev->len = n;
+	/* Whole buffer: only ev->len bytes are this message's. */
+	bpf_probe_read_kernel(ev->text, sizeof(ev->text), buf->data);
+	bpf_ringbuf_submit(ev, 0);
+	return 0;
+}
+
+/* ---- all-CPU backtrace sampler (same contract as in hungtask.bpf.c) ----- */
+
+#define CPU_STACK_DEPTH 48
+
+struct cpu_stack_event {
+	__u64 req;
+	__u32 cpu;
+	__u32 pid;
+	__u32 tgid;
+	__s32 len;
+	char comm[TASK_COMM_LEN];
+	__u64 stack[CPU_STACK_DEPTH];
+};
+
+HUATUO_MAP(softlockup_cpustack_req, BPF_MAP_TYPE_ARRAY, __u32, __u64, 1);
+HUATUO_MAP(softlockup_cpustack_done, BPF_MAP_TYPE_PERCPU_ARRAY, __u32, __u64, 1);
+HUATUO_RINGBUF(softlockup_cpu_stacks, 256 * 1024);
+HUATUO_MAP(softlockup_cpu_stacks_lost, BPF_MAP_TYPE_PERCPU_ARRAY, __u32, __u64, 1);
+
+SEC("perf_event")
+int softlockup_cpu_stack(struct bpf_perf_event_data *ctx)
+{
+	struct cpu_stack_event *ev;
+	__u64 *req, *done, id;
+	__u32 key = 0;
+
+	req = bpf_map_lookup_elem(&softlockup_cpustack_req, &key);
+	done = bpf_map_lookup_elem(&softlockup_cpustack_done, &key);
+	if (!req || !done || *req == 0 || *done == *req)
+		return 0;
+	*done = *req; /* one sample per CPU per request */
+
+	ev = bpf_ringbuf_reserve(&softlockup_cpu_stacks, sizeof(*ev), 0);
+	if (!ev) {
+		__u64 *lost = bpf_map_lookup_elem(&softlockup_cpu_stacks_lost, &key);
+
+		if (lost)
+			*lost += 1;
+		return 0;
+	}
+	id = bpf_get_current_pid_tgid();
+	ev->req = *req;
+	ev->cpu = bpf_get_smp_processor_id();
+	ev->pid = (__u32)id;
+	ev->tgid = id >> 32;
+	bpf_get_current_comm(ev->comm, sizeof(ev->comm));
+	/* The interrupted context's kernel stack (empty when it was user mode). */
+	ev->len = bpf_get_stack(ctx, ev->stack, sizeof(ev->stack), 0);
+	bpf_ringbuf_submit(ev, 0);
 	return 0;
 }

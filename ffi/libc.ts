@@ -22,6 +22,8 @@ const SYMBOLS = {
   ioctl: { parameters: ["i32", "u64", "u64"], result: "i32" },
   getppid: { parameters: [], result: "i32" },
   gettid: { parameters: [], result: "i32" },
+  // Clocks (net_rx_latency: CLOCK_REALTIME - CLOCK_MONOTONIC for BPF programs).
+  clock_gettime: { parameters: ["i32", "buffer"], result: "i32" },
 } as const;
 
 type Libc = Deno.DynamicLibrary<typeof SYMBOLS>["symbols"];
@@ -258,4 +260,40 @@ export function gettid(): number {
 /** The raw getppid symbol, for tight loops without a wrapper frame. */
 export function getppidSymbol(): () => number {
   return libc().getppid;
+}
+
+// ---------------------------------------------------------------------------
+// Receive timestamps and clocks (src/events/tracers/net_rx_latency.ts).
+
+export const AF_INET = 2;
+export const SOCK_DGRAM = 2;
+/** SO_TIMESTAMPNS (the "old" 64-bit-time value on x86_64 and aarch64). */
+export const SO_TIMESTAMPNS = 35;
+export const CLOCK_REALTIME = 0;
+export const CLOCK_MONOTONIC = 1;
+
+const timespecBuf = new BigInt64Array(2);
+const timespecBytes = new Uint8Array(timespecBuf.buffer);
+
+/** clock_gettime(2) in nanoseconds (glibc's vDSO path: no syscall). */
+export function clockGettimeNs(clock: number): bigint {
+  if (libc().clock_gettime(clock, timespecBytes) < 0) fail(`clock_gettime(${clock})`);
+  return timespecBuf[0] * 1_000_000_000n + timespecBuf[1];
+}
+
+/**
+ * Holds the kernel's receive timestamping on (skb->tstamp set for every
+ * received packet) while the returned fd is open: a UDP socket with
+ * SO_TIMESTAMPNS takes a reference on netstamp_needed_key (net_enable_timestamp),
+ * which closing it drops. The socket is never bound and receives nothing.
+ */
+export function holdRxTimestamps(): number {
+  const fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  try {
+    setsockoptInt(fd, SOL_SOCKET, SO_TIMESTAMPNS, 1);
+  } catch (err) {
+    close(fd);
+    throw err;
+  }
+  return fd;
 }

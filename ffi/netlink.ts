@@ -17,6 +17,8 @@ import {
   qdiscDumpRequest,
   type QdiscStats,
 } from "../src/host/rtnetlink.ts";
+import { type LinkState, type NlMessage, parseLinkStateDump } from "../src/host/rtnetlink.ts";
+import { EAGAIN, errno, ioctl } from "./libc.ts";
 import {
   AF_NETLINK,
   bind,
@@ -190,4 +192,234 @@ function withSocket<T>(nl: RtNetlink | undefined, fn: (s: RtNetlink) => T): T {
   } finally {
     s.close();
   }
+}
+
+// ---------------------------------------------------------------------------
+// Link notifications and driver info (src/events/tracers/netdev_events.ts).
+
+/** Every link's state (flags, address, MTU, carrier) in the current net namespace. */
+export function readLinkStates(nl?: RtNetlink): LinkState[] {
+  return withSocket(nl, (s) => parseLinkStateDump(s.dump(linkDumpRequest())));
+}
+
+// poll(2) runs on one of Deno's blocking-pool threads (`nonblocking: true`),
+// so the JS thread never blocks and is woken the moment a notification is
+// queued. Measured (6.18, 2 vCPU): the event reached JS 3-19 ms after spawning
+// `ip link set` (process start included; before its exit was seen), and an
+// idle monitor used 0 CPU ticks in 5 s, against 18 ticks (3.6 % of a core) for
+// a 10 ms timer calling recv(). An eventfd in the same poll set wakes it for
+// close(). Bound here rather than in ffi/libc.ts: only this socket needs it.
+const WAIT_SYMBOLS = {
+  poll: { parameters: ["buffer", "u64", "i32"], result: "i32", nonblocking: true },
+  eventfd: { parameters: ["u32", "i32"], result: "i32" },
+  write: { parameters: ["i32", "buffer", "usize"], result: "isize" },
+} as const;
+
+let waitLib: Deno.DynamicLibrary<typeof WAIT_SYMBOLS>["symbols"] | undefined;
+
+function waitSymbols(): Deno.DynamicLibrary<typeof WAIT_SYMBOLS>["symbols"] {
+  waitLib ??= Deno.dlopen("libc.so.6", WAIT_SYMBOLS).symbols;
+  return waitLib;
+}
+
+const SOCK_NONBLOCK = 0o4000;
+const EFD_NONBLOCK = 0o4000;
+const EFD_CLOEXEC = 0o2000000;
+const POLLIN = 0x1;
+const POLLERR = 0x8;
+const POLLNVAL = 0x20;
+const ENOBUFS = 105;
+/** Consecutive failed poll(2) calls (EINTR is the only expected one) before giving up. */
+const MAX_POLL_FAILURES = 100;
+const MONITOR_RCVBUF = 1 << 20;
+
+/** What one read() of a multicast socket found. */
+export interface MonitorBatch {
+  /** Notifications in arrival order. */
+  messages: NlMessage[];
+  /**
+   * The kernel dropped notifications since the last read (ENOBUFS: the socket
+   * buffer was full), or one was larger than the receive buffer: the reader
+   * must re-read the state it tracks.
+   */
+  overrun: boolean;
+}
+
+/**
+ * A non-blocking NETLINK_ROUTE socket subscribed to multicast groups (e.g.
+ * RTMGRP_LINK), opened in the calling thread's net namespace. wait() resolves
+ * when notifications are queued; read() then drains them on the JS thread.
+ */
+export class RtNetlinkMonitor {
+  #fd: number;
+  #efd: number;
+  /** struct pollfd[2] { i32 fd; i16 events; i16 revents; }: the socket, the wake-up eventfd. */
+  readonly #pollfds = new Uint8Array(16);
+  readonly #buf = sharedRecvBuffer();
+  #pending?: Promise<boolean>;
+  #closing = false;
+
+  /** `rcvbuf`: the socket buffer the kernel queues notifications in (bytes; capped by net.core.rmem_max). */
+  constructor(groups: number, opts: { rcvbuf?: number } = {}) {
+    const fd = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC | SOCK_NONBLOCK, NETLINK_ROUTE);
+    try {
+      setsockoptInt(fd, SOL_SOCKET, SO_RCVBUF, opts.rcvbuf ?? MONITOR_RCVBUF);
+      bind(fd, sockaddrNl(0, groups));
+      const efd = waitSymbols().eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+      if (efd < 0) throw new ErrnoError("eventfd", errno());
+      this.#efd = efd;
+    } catch (err) {
+      close(fd);
+      throw err;
+    }
+    this.#fd = fd;
+    const dv = new DataView(this.#pollfds.buffer);
+    dv.setInt32(0, fd, true);
+    dv.setInt16(4, POLLIN, true);
+    dv.setInt32(8, this.#efd, true);
+    dv.setInt16(12, POLLIN, true);
+  }
+
+  /**
+   * Resolves true when the socket has something to read (notifications or a
+   * pending ENOBUFS), false once close() was called. One wait at a time.
+   */
+  wait(): Promise<boolean> {
+    if (this.#pending) throw new Error("RtNetlinkMonitor: wait() already pending");
+    const p = this.#wait();
+    this.#pending = p;
+    return p.finally(() => {
+      if (this.#pending === p) this.#pending = undefined;
+    });
+  }
+
+  async #wait(): Promise<boolean> {
+    const dv = new DataView(this.#pollfds.buffer);
+    let failures = 0;
+    while (!this.#closing) {
+      dv.setInt16(6, 0, true);
+      dv.setInt16(14, 0, true);
+      const n = await waitSymbols().poll(this.#pollfds, 2n, -1);
+      if (this.#closing || dv.getInt16(14, true) !== 0) return false;
+      if (n < 0) {
+        // errno lives on the pool thread; EINTR is the one failure a valid poll set can see.
+        if (++failures >= MAX_POLL_FAILURES) throw new Error(`poll(netlink socket) failed ${failures} times`);
+        continue;
+      }
+      failures = 0;
+      const revents = dv.getInt16(6, true);
+      if (revents & POLLNVAL) {
+        throw new Error("poll(netlink socket): POLLNVAL, socket closed under the monitor");
+      }
+      if (revents & (POLLIN | POLLERR)) return true;
+    }
+    return false;
+  }
+
+  /** Drains every queued datagram without blocking. */
+  read(): MonitorBatch {
+    if (this.#fd < 0) throw new Error("RtNetlinkMonitor: socket is closed");
+    const messages: NlMessage[] = [];
+    let overrun = false;
+    for (;;) {
+      let n: number;
+      try {
+        n = recv(this.#fd, this.#buf, MSG_TRUNC);
+      } catch (err) {
+        if (err instanceof ErrnoError && err.errno === EAGAIN) break;
+        // The kernel reports a full socket buffer once, then delivers what it kept.
+        if (err instanceof ErrnoError && err.errno === ENOBUFS) {
+          overrun = true;
+          continue;
+        }
+        throw err;
+      }
+      if (n > this.#buf.byteLength) {
+        overrun = true; // truncated: this notification is lost
+        continue;
+      }
+      for (const m of parseMessages(this.#buf.slice(0, n))) {
+        if (m.type === NLMSG_OVERRUN) overrun = true;
+        else messages.push(m);
+      }
+    }
+    return { messages, overrun };
+  }
+
+  /** Wakes a pending wait(), waits for it to return, and closes both descriptors. */
+  async close(): Promise<void> {
+    if (this.#closing) {
+      await this.#pending?.catch(() => {});
+      return;
+    }
+    this.#closing = true;
+    const one = new BigUint64Array([1n]);
+    waitSymbols().write(this.#efd, new Uint8Array(one.buffer), 8n);
+    await this.#pending?.catch(() => {});
+    close(this.#fd);
+    close(this.#efd);
+    this.#fd = -1;
+    this.#efd = -1;
+  }
+}
+
+// linux/sockios.h, linux/ethtool.h
+const SIOCETHTOOL = 0x8946;
+const ETHTOOL_GDRVINFO = 0x00000003;
+const IFNAMSIZ = 16;
+/** sizeof(struct ethtool_drvinfo). */
+export const ETHTOOL_DRVINFO_SIZE = 196;
+
+/** struct ethtool_drvinfo's strings (`ethtool -i`). */
+export interface EthtoolDriverInfo {
+  driver: string;
+  version: string;
+  firmwareVersion: string;
+  busInfo: string;
+}
+
+function fixedString(b: Uint8Array, off: number, len: number): string {
+  const s = b.subarray(off, off + len);
+  const nul = s.indexOf(0);
+  return new TextDecoder().decode(nul < 0 ? s : s.subarray(0, nul));
+}
+
+/** Decodes struct ethtool_drvinfo { u32 cmd; char driver[32], version[32], fw_version[32], bus_info[32]; ... }. */
+export function parseEthtoolDrvinfo(b: Uint8Array): EthtoolDriverInfo {
+  if (b.byteLength < 132) throw new RangeError(`ethtool_drvinfo: ${b.byteLength} bytes, need 132`);
+  return {
+    driver: fixedString(b, 4, 32),
+    version: fixedString(b, 36, 32),
+    firmwareVersion: fixedString(b, 68, 32),
+    busInfo: fixedString(b, 100, 32),
+  };
+}
+
+/**
+ * Driver name, version and firmware of a device (SIOCETHTOOL ETHTOOL_GDRVINFO,
+ * what `ethtool -i` shows), in the calling thread's net namespace. Undefined
+ * when the device is gone (ENODEV) or reports no driver (EOPNOTSUPP, e.g. lo).
+ */
+export function ethtoolDriverInfo(ifname: string): EthtoolDriverInfo | undefined {
+  const name = new TextEncoder().encode(ifname);
+  if (name.byteLength >= IFNAMSIZ || name.byteLength === 0) return undefined;
+  const info = new Uint8Array(ETHTOOL_DRVINFO_SIZE);
+  new DataView(info.buffer).setUint32(0, ETHTOOL_GDRVINFO, true);
+  // struct ifreq { char ifr_name[16]; union { void *ifr_data; ... } } (40 bytes)
+  const ifr = new Uint8Array(40);
+  ifr.set(name);
+  const ptr = Deno.UnsafePointer.value(Deno.UnsafePointer.of(info));
+  new DataView(ifr.buffer).setBigUint64(IFNAMSIZ, BigInt(ptr), true);
+  // Any socket reaches dev_ioctl; NETLINK_ROUTE exists wherever this agent runs (ethtool falls back to it too).
+  const fd = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE);
+  try {
+    const ifrPtr = Deno.UnsafePointer.value(Deno.UnsafePointer.of(ifr));
+    ioctl(fd, SIOCETHTOOL, BigInt(ifrPtr));
+  } catch (err) {
+    if (err instanceof ErrnoError && (err.code === "ENODEV" || err.code === "EOPNOTSUPP")) return undefined;
+    throw err;
+  } finally {
+    close(fd);
+  }
+  return parseEthtoolDrvinfo(info);
 }

@@ -9,10 +9,11 @@ export const SHIPPED_CONF = `${ROOT}/huatuo-bamai.conf`;
  * from _output/bpf) instead of the built binary: for iterating on one test
  * without rebuilding. CI always tests the built binary.
  */
-const FROM_SOURCE = Deno.env.get("HUATUO_IT_SOURCE") === "1";
-const AGENT_CMD: string[] = FROM_SOURCE
-  ? [Deno.execPath(), "run", "-A", "--quiet", `${ROOT}/main.ts`]
-  : [BINARY];
+function agentCommand(): { cmd: string[]; fromSource: boolean } {
+  const fromSource = Deno.env.get("HUATUO_IT_SOURCE") === "1";
+  const cmd = fromSource ? [Deno.execPath(), "run", "-A", "--quiet", `${ROOT}/main.ts`] : [BINARY];
+  return { cmd, fromSource };
+}
 
 /** Collectors that read procfs/sysfs/netlink: they must succeed whatever happens to BPF. */
 export const HOST_COLLECTORS = [
@@ -70,6 +71,7 @@ export interface StartOptions {
 }
 
 export async function startAgent(opts: StartOptions = {}): Promise<RunningAgent> {
+  const { cmd: AGENT_CMD, fromSource } = agentCommand();
   await Deno.stat(AGENT_CMD[0]).catch(() => {
     throw new Error(`${AGENT_CMD[0]} is missing: run ./build.sh first`);
   });
@@ -100,7 +102,7 @@ export async function startAgent(opts: StartOptions = {}): Promise<RunningAgent>
       ...args,
     ]];
   }
-  const env = FROM_SOURCE ? { HUATUO_BAMAI_BPF_DIR: `${ROOT}/_output/bpf` } : undefined;
+  const env = fromSource ? { HUATUO_BAMAI_BPF_DIR: `${ROOT}/_output/bpf` } : undefined;
   const child = new Deno.Command(cmd, { args, cwd: ROOT, env, stdout: "piped", stderr: "piped" }).spawn();
   let out = "";
   const dec = new TextDecoder();

@@ -15,10 +15,13 @@ import { RuntimeCgroup } from "./runtime/cgroup.ts";
 import { defaultBpfDir } from "./bpf/locate.ts";
 import { BpfRuntime } from "./bpf/tracer.ts";
 import { EventHub } from "./events/hub.ts";
+import { eventsCollector } from "./events/metrics.ts";
 import { createEventSink } from "./events/sink.ts";
 import { EVENT_TRACERS } from "./events/tracers/index.ts";
 import { createWatchHandler } from "./server/watch.ts";
 import { LocalFileStore } from "./storage/localfile.ts";
+import { esStorageCollector } from "./storage/metrics.ts";
+import { startEsStorage } from "./storage/opensearch.ts";
 import { setLibbpfLogger } from "../ffi/libbpf.ts";
 import { type Tracer, TracerManager } from "./tracing/manager.ts";
 import { tracerStatusCollector } from "./tracing/status.ts";
@@ -154,8 +157,11 @@ export async function runAgent(opts: CliOptions): Promise<number> {
   const bpf = new BpfRuntime(opts.bpfDir ?? defaultBpfDir());
   const hub = new EventHub();
   const store = LocalFileStore.fromConfig(config);
-  const events = createEventSink({ hostname: host, region: opts.region, store, hub, log });
+  const es = startEsStorage(config, { disableStorage: opts.disableStorage, log });
+  const events = createEventSink({ hostname: host, region: opts.region, store, hub, log, es });
   const registry = buildRegistry({ fs, config, log, bpf, events }, { host, region: opts.region }, tracers);
+  registry.register(esStorageCollector(es));
+  registry.register(eventsCollector(hub));
   let ready = false;
 
   let server: Deno.HttpServer<Deno.NetAddr>;
@@ -202,6 +208,7 @@ export async function runAgent(opts: CliOptions): Promise<number> {
       }, SHUTDOWN_TIMEOUT_MS);
       await server.shutdown();
       await tracers.stopAll();
+      await es?.close(2000);
       registry.close();
       store.close();
       await cgroup?.leave();

@@ -80,6 +80,13 @@ export class KernelSymbols {
     return { name, offset: addr - a[lo], size: next - a[lo], module };
   }
 
+  /** [start, end) of the text symbol `name` (end: the next symbol), or undefined when unknown. */
+  range(name: string): [bigint, bigint] | undefined {
+    const i = this.names.findIndex((n) => n === name || n.startsWith(`${name} `));
+    if (i < 0 || i + 1 >= this.addrs.length) return undefined;
+    return [this.addrs[i], this.addrs[i + 1]];
+  }
+
   /** One frame as the kernel prints it: "tcp_v4_rcv+0x1a/0x3c0 [module]", or the raw address. */
   formatFrame(addr: bigint): string {
     const s = this.resolve(addr);

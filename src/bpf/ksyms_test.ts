@@ -30,6 +30,12 @@ Deno.test("KernelSymbols formats frames as symbol+0xoff/0xsize, modules in brack
   );
 });
 
+Deno.test("KernelSymbols.range spans one symbol up to the next", () => {
+  const k = KernelSymbols.fromText(SAMPLE);
+  assertEquals(k.range("do_one_thing"), [0xffffffff81000100n, 0xffffffff81000200n]);
+  assertEquals(k.range("do_one"), undefined);
+});
+
 Deno.test("stackAddrs reads u64 frames up to the first zero", () => {
   const v = new DataView(new ArrayBuffer(40));
   v.setBigUint64(8, 0xffffffff81000232n, true);
@@ -37,7 +43,9 @@ Deno.test("stackAddrs reads u64 frames up to the first zero", () => {
   assertEquals(stackAddrs(v, 8, 4), [0xffffffff81000232n, 0xffffffff81000110n]);
 });
 
-if (Deno.uid() !== 0) console.warn("ksyms_test: real kallsyms test skipped (needs root: kallsyms hides addresses)");
+if (Deno.uid() !== 0) {
+  console.warn("ksyms_test: real kallsyms test skipped (needs root: kallsyms hides addresses)");
+}
 
 Deno.test({
   name: "KernelSymbols.load resolves a real kernel function (root: kallsyms shows addresses)",

@@ -322,3 +322,70 @@ export function parseQdiscDump(chunks: readonly Uint8Array[]): QdiscStats[] {
 export function parseLinkDump(chunks: readonly Uint8Array[]): LinkInfo[] {
   return dumpPayloads(chunks, RTM_NEWLINK).map(parseLink);
 }
+
+// ---------------------------------------------------------------- link state (netdev_events)
+
+// linux/rtnetlink.h
+export const RTM_DELLINK = 17;
+/** sockaddr_nl.nl_groups bit of RTNLGRP_LINK: RTM_NEWLINK / RTM_DELLINK notifications. */
+export const RTMGRP_LINK = 1;
+// linux/if.h net_device_flags
+export const IFF_UP = 0x1;
+export const IFF_RUNNING = 0x40;
+export const IFF_LOWER_UP = 0x10000;
+// linux/if_link.h
+const IFLA_ADDRESS = 1;
+const IFLA_MTU = 4;
+const IFLA_OPERSTATE = 16;
+const IFLA_CARRIER = 33;
+
+/** What RTM_NEWLINK / RTM_DELLINK say about a link's state. */
+export interface LinkState {
+  index: number;
+  name: string;
+  /** ifi_flags (IFF_*). IFF_LOWER_UP = the device is up and has carrier. */
+  flags: number;
+  /** Hardware address as "aa:bb:..."; "" when the link has none. */
+  mac: string;
+  mtu?: number;
+  /** IF_OPER_* (RFC 2863), when sent. */
+  operstate?: number;
+  /** IFLA_CARRIER (netif_carrier_ok, whatever the admin state), when sent. */
+  carrier?: boolean;
+}
+
+/** Lower-case hex bytes joined by ':' (the kernel's %pM for 6-byte addresses). */
+export function formatHwAddr(b: Uint8Array): string {
+  return [...b].map((x) => x.toString(16).padStart(2, "0")).join(":");
+}
+
+/** One RTM_NEWLINK / RTM_DELLINK payload (ifinfomsg + attributes). */
+export function parseLinkState(payload: Uint8Array): LinkState {
+  if (payload.byteLength < IFINFOMSG_LEN) {
+    throw new NetlinkParseError(`RTM_NEWLINK: ${payload.byteLength} bytes, ifinfomsg needs ${IFINFOMSG_LEN}`);
+  }
+  // struct ifinfomsg { u8 family; u8 pad; u16 type; i32 index; u32 flags; u32 change; }
+  const dv = view(payload);
+  const index = dv.getInt32(4, true);
+  const attrs = parseAttributes(payload, IFINFOMSG_LEN, "RTM_NEWLINK attribute");
+  const name = attrs.get(IFLA_IFNAME);
+  if (name === undefined) throw new NetlinkParseError(`RTM_NEWLINK for ifindex ${index} without IFLA_IFNAME`);
+  const addr = attrs.get(IFLA_ADDRESS);
+  const link: LinkState = {
+    index,
+    name: cString(name),
+    flags: dv.getUint32(8, true),
+    mac: addr ? formatHwAddr(addr) : "",
+  };
+  const mtu = need(attrs.get(IFLA_MTU), 4, "IFLA_MTU");
+  if (mtu) link.mtu = mtu.getUint32(0, true);
+  const oper = attrs.get(IFLA_OPERSTATE);
+  if (oper !== undefined && oper.byteLength >= 1) link.operstate = oper[0];
+  const carrier = attrs.get(IFLA_CARRIER);
+  if (carrier !== undefined && carrier.byteLength >= 1) link.carrier = carrier[0] !== 0;
+  return link;
+}
+
+export function parseLinkStateDump(chunks: readonly Uint8Array[]): LinkState[] {
+  return dumpPayloads(chunks, RTM_NEWLINK).map(parseLinkState);
+}

@@ -3,7 +3,12 @@
 
 import type { CollectorContext } from "../../metrics/collector.ts";
 import type { Tracer } from "../../tracing/manager.ts";
+import { netRxLatencyTracer } from "./net_rx_latency.ts";
 import { oomTracer } from "./oom.ts";
+import { softirqTracingTracer } from "./softirq_tracing.ts";
+import { memoryReclaimEventsTracer } from "./memory_reclaim_events.ts";
+import { netdevBondingLacpTracer } from "./netdev_bonding_lacp.ts";
+import { netdevTxqueueTimeoutTracer } from "./netdev_txqueue_timeout.ts";
 
 export interface EventTracerDefinition {
   readonly name: string;
@@ -12,4 +17,9 @@ export interface EventTracerDefinition {
 
 export const EVENT_TRACERS: readonly EventTracerDefinition[] = [
   { name: "oom", create: (ctx) => oomTracer(ctx) },
+  { name: "softirq_tracing", create: (ctx) => softirqTracingTracer(ctx) },
+  { name: "memory_reclaim_events", create: (ctx) => memoryReclaimEventsTracer(ctx) },
+  { name: "netdev_bonding_lacp", create: (ctx) => netdevBondingLacpTracer(ctx) },
+  { name: "netdev_txqueue_timeout", create: (ctx) => netdevTxqueueTimeoutTracer(ctx) },
+  { name: "net_rx_latency", create: (ctx) => netRxLatencyTracer(ctx) },
 ];

@@ -1,11 +1,15 @@
 // Hung tasks reported by the kernel's detector (BPF on sched:sched_process_hang):
-// a counter for /metrics, and each report read from the program's ring buffer
-// and logged with the task, so the log says which task hung.
+// hungtask_total counts every detection; a detection that the storm backoff
+// lets through becomes one "hungtask" event with the hung task, a backtrace
+// of every CPU and the kernel stacks of all D-state tasks.
 
 import type { RecordHandler } from "../../../ffi/events.ts";
 import { BpfTracer } from "../../bpf/tracer.ts";
 import { readCounter } from "../../bpf/zones.ts";
+import { StormBackoff } from "../../events/backoff.ts";
+import { blockedTasksStacks, CpuStackSampler } from "../../events/kernel_stacks.ts";
 import type { EventSink } from "../../events/sink.ts";
+import type { HostFs } from "../../host/fs.ts";
 import type { Logger } from "../../log/logger.ts";
 import { defineCollector } from "../collector.ts";
 import { counter } from "../sample.ts";
@@ -23,20 +27,55 @@ export function hungtaskRecord(view: DataView, offset: number): { pid: number; c
   };
 }
 
-function onRecord(log: Logger, events?: EventSink): RecordHandler {
+interface Scene {
+  cpusStack(): Promise<string>;
+  blockedStacks(): Promise<string>;
+}
+
+/** Reports hung tasks through the backoff, gathering the scene asynchronously off the ring reader. */
+function onRecord(log: Logger, scene: Scene, backoff: StormBackoff, events?: EventSink): RecordHandler {
   return (view, offset) => {
     const r = hungtaskRecord(view, offset);
-    log.warn("hung task detected", { pid: r.pid, comm: r.comm });
-    // The D-state stacks and the report backoff of the full hungtask event come with the event tracers.
-    events?.({ tracerName: "hungtask", data: { pid: r.pid, comm: r.comm } });
+    const d = backoff.occur();
+    if (!d.report) {
+      log.debug("hung task report held back (storm backoff)", {
+        pid: r.pid,
+        comm: r.comm,
+        suppressed: d.suppressed,
+        next: new Date(d.nextAllowedAt).toISOString(),
+      });
+      return;
+    }
+    log.warn("hung task detected", { pid: r.pid, comm: r.comm, suppressed: d.suppressed || undefined });
+    if (!events) return;
+    Promise.all([scene.cpusStack(), scene.blockedStacks()]).then(([cpus, blocked]) => {
+      events({
+        tracerName: "hungtask",
+        data: { pid: r.pid, comm: r.comm, cpus_stack: cpus, blocked_processes_stack: blocked },
+      });
+    }).catch((err) => log.error("hungtask event not emitted", { pid: r.pid, error: String(err) }));
   };
 }
 
-export default defineCollector("hungtask", ({ bpf, log, events }) => {
-  const tracer = new BpfTracer({
+async function blockedStacks(fs: HostFs, log: Logger): Promise<string> {
+  const b = await blockedTasksStacks(fs);
+  if (b.truncated) log.info("blocked_processes_stack truncated", { found: b.found, scanned: b.scanned });
+  return b.text;
+}
+
+export default defineCollector("hungtask", ({ bpf, log, events, fs }) => {
+  const sampler = new CpuStackSampler({
+    program: () => tracer.object.program("hungtask_cpu_stack"),
+    requestMap: () => tracer.object.map("hungtask_cpustack_req"),
+  });
+  const scene: Scene = { cpusStack: () => sampler.sample(), blockedStacks: () => blockedStacks(fs, log) };
+  const tracer: BpfTracer = new BpfTracer({
     name: "hungtask",
     object: "hungtask.o",
-    buffers: [{ map: "hungtask_events", onRecord: onRecord(log, events) }],
+    buffers: [
+      { map: "hungtask_events", onRecord: onRecord(log, scene, new StormBackoff(), events) },
+      { map: "hungtask_cpu_stacks", onRecord: sampler.onRecord },
+    ],
   }, bpf);
   return {
     tracer,

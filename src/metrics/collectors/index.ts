@@ -3,6 +3,7 @@
 import type { CollectorDefinition } from "../collector.ts";
 import arp from "./arp.ts";
 import cpuUtil from "./cpu_util.ts";
+import dropwatch from "./dropwatch.ts";
 import hungtask from "./hungtask.ts";
 import iolatency from "./iolatency.ts";
 import loadavg from "./loadavg.ts";
@@ -12,8 +13,10 @@ import memoryReclaim from "./memory_reclaim.ts";
 import memoryVmstat from "./memory_vmstat.ts";
 import mountpointPerm from "./mountpoint_perm.ts";
 import netdev from "./netdev.ts";
+import netdevEvents from "./netdev_events.ts";
 import netstat from "./netstat.ts";
 import qdisc from "./qdisc.ts";
+import ras from "./ras.ts";
 import runqlat from "./runqlat.ts";
 import softirq from "./softirq.ts";
 import softlockup from "./softlockup.ts";
@@ -23,6 +26,7 @@ import tcpMemory from "./tcp_memory.ts";
 export const COLLECTORS: readonly CollectorDefinition[] = [
   arp,
   cpuUtil,
+  dropwatch,
   hungtask,
   iolatency,
   loadavg,
@@ -32,8 +36,10 @@ export const COLLECTORS: readonly CollectorDefinition[] = [
   memoryVmstat,
   mountpointPerm,
   netdev,
+  netdevEvents,
   netstat,
   qdisc,
+  ras,
   runqlat,
   sockstat,
   softirq,

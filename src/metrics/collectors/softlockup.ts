@@ -1,14 +1,110 @@
 // Soft lockups (BPF). No tracepoint marks a soft lockup and kprobes may be
 // unavailable, so the program watches printk:console for the watchdog's
-// "BUG: soft lockup" report line.
+// "BUG: soft lockup" report line: softlockup_total counts every report, and a
+// report the storm backoff lets through becomes one "softlockup" event with
+// the CPU, the task the watchdog named and a backtrace of every CPU.
 
+import type { RecordHandler } from "../../../ffi/events.ts";
 import { BpfTracer } from "../../bpf/tracer.ts";
 import { readCounter } from "../../bpf/zones.ts";
+import { StormBackoff } from "../../events/backoff.ts";
+import { CpuStackSampler } from "../../events/kernel_stacks.ts";
+import type { EventSink } from "../../events/sink.ts";
+import type { Logger } from "../../log/logger.ts";
 import { defineCollector } from "../collector.ts";
 import { counter } from "../sample.ts";
 
-export default defineCollector("softlockup", ({ bpf }) => {
-  const tracer = new BpfTracer({ name: "softlockup", object: "softlockup.o" }, bpf);
+const decoder = new TextDecoder();
+
+/** Bytes of message text in struct softlockup_event (bpf/softlockup.bpf.c). */
+export const SOFTLOCKUP_TEXT_MAX = 192;
+/** sizeof(struct softlockup_event). */
+export const SOFTLOCKUP_RECORD_SIZE = 8 + SOFTLOCKUP_TEXT_MAX;
+
+export interface SoftlockupRecord {
+  /** CPU the report was printed on (the watchdog runs on the stuck CPU). */
+  cpu: number;
+  text: string;
+}
+
+/** Decodes one struct softlockup_event. */
+export function softlockupRecord(view: DataView, offset: number): SoftlockupRecord {
+  if (view.byteLength - offset < SOFTLOCKUP_RECORD_SIZE) {
+    throw new RangeError(
+      `softlockup record too short: ${view.byteLength - offset} < ${SOFTLOCKUP_RECORD_SIZE}`,
+    );
+  }
+  const len = Math.min(view.getUint32(offset + 4, true), SOFTLOCKUP_TEXT_MAX);
+  const bytes = new Uint8Array(view.buffer, view.byteOffset + offset + 8, len);
+  const nul = bytes.indexOf(0);
+  return {
+    cpu: view.getUint32(offset, true),
+    text: decoder.decode(nul < 0 ? bytes : bytes.subarray(0, nul)),
+  };
+}
+
+export interface SoftlockupReport {
+  cpu: number;
+  stuckSeconds: number;
+  comm: string;
+  pid: number;
+}
+
+/**
+ * Parses kernel/watchdog.c's report,
+ * "watchdog: BUG: soft lockup - CPU#%d stuck for %us! [%s:%d]" (possibly
+ * after a time stamp prefix). The comm may itself hold ':' or ']'.
+ */
+export function parseSoftlockupLine(text: string): SoftlockupReport | undefined {
+  const m = /BUG: soft lockup - CPU#(\d+) stuck for (\d+)s! \[(.*):(\d+)\]/.exec(text);
+  if (!m) return undefined;
+  return { cpu: Number(m[1]), stuckSeconds: Number(m[2]), comm: m[3], pid: Number(m[4]) };
+}
+
+/** The event's tracer_data without cpus_stack; a line the parser cannot read keeps the printing CPU. */
+export function softlockupTracerData(r: SoftlockupRecord): { cpu: number; pid: number; comm: string } {
+  const p = parseSoftlockupLine(r.text);
+  return p ? { cpu: p.cpu, pid: p.pid, comm: p.comm } : { cpu: r.cpu, pid: 0, comm: "" };
+}
+
+function onRecord(
+  log: Logger,
+  cpusStack: () => Promise<string>,
+  backoff: StormBackoff,
+  events?: EventSink,
+): RecordHandler {
+  return (view, offset) => {
+    const r = softlockupRecord(view, offset);
+    const data = softlockupTracerData(r);
+    const d = backoff.occur();
+    if (!d.report) {
+      log.debug("soft lockup report held back (storm backoff)", { ...data, suppressed: d.suppressed });
+      return;
+    }
+    log.warn("soft lockup detected", { ...data, suppressed: d.suppressed || undefined });
+    if (!parseSoftlockupLine(r.text)) log.warn("soft lockup line not understood", { text: r.text });
+    if (!events) return;
+    cpusStack().then((cpus) => events({ tracerName: "softlockup", data: { ...data, cpus_stack: cpus } }))
+      .catch((err) => log.error("softlockup event not emitted", { error: String(err) }));
+  };
+}
+
+export default defineCollector("softlockup", ({ bpf, log, events }) => {
+  const sampler = new CpuStackSampler({
+    program: () => tracer.object.program("softlockup_cpu_stack"),
+    requestMap: () => tracer.object.map("softlockup_cpustack_req"),
+  });
+  const tracer: BpfTracer = new BpfTracer({
+    name: "softlockup",
+    object: "softlockup.o",
+    buffers: [
+      {
+        map: "softlockup_events",
+        onRecord: onRecord(log, () => sampler.sample(), new StormBackoff(), events),
+      },
+      { map: "softlockup_cpu_stacks", onRecord: sampler.onRecord },
+    ],
+  }, bpf);
   return {
     tracer,
     collect() {

@@ -1,0 +1,110 @@
+// memory_reclaim_events: a container process spent more than
+// EventTracing.MemoryReclaim.BlockedThreshold in direct reclaim (global, or
+// its memory cgroup's limit reclaim) within one second. The BPF side
+// (bpf/memory_reclaim_events.bpf.c) sums the stalls per process and writes one
+// record per window that crosses the threshold; each becomes one event.
+
+import type { RecordHandler } from "../../../ffi/events.ts";
+import { type BpfRuntime, BpfTracer } from "../../bpf/tracer.ts";
+import type { Logger } from "../../log/logger.ts";
+import type { EventSink } from "../sink.ts";
+
+export const TRACER_NAME = "memory_reclaim_events";
+
+/** The seed's window: reclaim time is summed per process over one second. */
+export const WINDOW_NS = 1_000_000_000;
+
+/** Size of struct reclaim_event in bpf/memory_reclaim_events.bpf.c. */
+export const RECLAIM_RECORD_SIZE = 64;
+
+export interface ReclaimRecord {
+  /** Process (tgid). */
+  pid: number;
+  /** Thread whose reclaim crossed the threshold. */
+  tid: number;
+  comm: string;
+  /** Reclaim time summed over the window so far (ns). */
+  deltatime: bigint;
+  /** Memory cgroup id: the v1 memory cgroup dir inode, or the cgroup2 id. */
+  memcgId: bigint;
+  now: bigint;
+  windowStart: bigint;
+  /** Reclaim calls in the window. */
+  count: number;
+  /** The reclaim that crossed the threshold: global direct reclaim or memory cgroup limit reclaim. */
+  kind: "direct" | "memcg";
+}
+
+const decoder = new TextDecoder();
+
+/** Decodes one struct reclaim_event at @offset of @view. */
+export function reclaimRecord(view: DataView, offset: number): ReclaimRecord {
+  if (view.byteLength - offset < RECLAIM_RECORD_SIZE) {
+    throw new RangeError(
+      `memory_reclaim_events record too short: ${view.byteLength - offset} < ${RECLAIM_RECORD_SIZE}`,
+    );
+  }
+  const comm = new Uint8Array(view.buffer, view.byteOffset + offset + 8, 16);
+  const nul = comm.indexOf(0);
+  const u64 = (o: number) => view.getBigUint64(offset + o, true);
+  return {
+    pid: view.getUint32(offset, true),
+    tid: view.getUint32(offset + 4, true),
+    comm: decoder.decode(nul < 0 ? comm : comm.subarray(0, nul)),
+    deltatime: u64(24),
+    memcgId: u64(32),
+    now: u64(40),
+    windowStart: u64(48),
+    count: view.getUint32(offset + 56, true),
+    kind: view.getUint32(offset + 60, true) === 1 ? "direct" : "memcg",
+  };
+}
+
+/**
+ * tracer_data: the seed's pid, comm, deltatime, plus memcg_id (the memory
+ * cgroup, so the container can be attached once the registry maps cgroups to
+ * containers; the same id the oom event carries).
+ */
+export function reclaimTracerData(r: ReclaimRecord): Record<string, unknown> {
+  return {
+    pid: r.pid,
+    comm: r.comm,
+    deltatime: Number(r.deltatime),
+    memcg_id: Number(r.memcgId),
+  };
+}
+
+function onRecord(log: Logger, events?: EventSink): RecordHandler {
+  return (view, offset) => {
+    const r = reclaimRecord(view, offset);
+    log.warn("container process stalled in direct reclaim", {
+      pid: r.pid,
+      comm: r.comm,
+      deltatime_ns: Number(r.deltatime),
+      reclaims: r.count,
+      kind: r.kind,
+      memcg_id: Number(r.memcgId),
+    });
+    events?.({ tracerName: TRACER_NAME, data: reclaimTracerData(r) });
+  };
+}
+
+/** The "memory_reclaim_events" event tracer. */
+export function memoryReclaimEventsTracer(
+  ctx: {
+    bpf: BpfRuntime;
+    log: Logger;
+    config: { readonly EventTracing: { readonly MemoryReclaim: { readonly BlockedThreshold: number } } };
+    events?: EventSink;
+  },
+): BpfTracer {
+  return new BpfTracer({
+    name: TRACER_NAME,
+    object: "memory_reclaim_events.o",
+    rodata: {
+      blocked_threshold: BigInt(ctx.config.EventTracing.MemoryReclaim.BlockedThreshold),
+      window_ns: BigInt(WINDOW_NS),
+    },
+    buffers: [{ map: "memory_reclaim_events", onRecord: onRecord(ctx.log, ctx.events) }],
+  }, ctx.bpf);
+}
