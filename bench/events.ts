@@ -23,6 +23,7 @@
 // Exit status: 0 when the benchmark ran, 1 when something failed, 2 on bad flags.
 
 import { startAgent } from "../integration/agent.ts";
+import { closedUdpPortRange } from "../integration/load.ts";
 import {
   cpuModelName,
   fmtNumber,
@@ -33,6 +34,7 @@ import {
   percentile,
   procCpuTicks,
   sleep,
+  UsageError,
 } from "./common.ts";
 
 const USAGE =
@@ -45,6 +47,7 @@ interface Options {
   clients: number;
   source: boolean;
   results: boolean;
+  only?: "latency" | "fanout";
 }
 
 function parseOptions(args: string[]): Options {
@@ -70,6 +73,14 @@ function parseOptions(args: string[]): Options {
       case "--clients":
         o.clients = numberFlag(flag, value(), 1, true);
         return true;
+      case "--only": {
+        const v = value();
+        if (v !== "latency" && v !== "fanout") {
+          throw new UsageError(`--only needs latency or fanout, got ${v}`);
+        }
+        o.only = v;
+        return true;
+      }
       case "--source":
         o.source = true;
         return true;
@@ -126,32 +137,6 @@ async function compileSender(dir: string): Promise<string> {
   return `${dir}/sender`;
 }
 
-/** UDP ports bound on this host (IPv4 and IPv6), so the bench only aims at closed ones. */
-function boundUdpPorts(): Set<number> {
-  const ports = new Set<number>();
-  for (const f of ["/proc/net/udp", "/proc/net/udp6"]) {
-    try {
-      for (const line of Deno.readTextFileSync(f).split("\n").slice(1)) {
-        const local = line.trim().split(/\s+/)[1];
-        if (local) ports.add(parseInt(local.split(":")[1], 16));
-      }
-    } catch { /* no IPv6 */ }
-  }
-  return ports;
-}
-
-/** A base port such that [base, base+count) holds no bound UDP port. */
-function closedPortRange(count: number): number {
-  if (count > 60_000) throw new Error(`${count} events need more distinct ports than exist`);
-  const bound = boundUdpPorts();
-  for (let base = 2000; base + count < 65_535; base += 1000) {
-    let free = true;
-    for (let p = base; p < base + count && free; p++) free = !bound.has(p);
-    if (free) return base;
-  }
-  throw new Error("no range of closed UDP ports");
-}
-
 /** Runs the sender; resolves with each datagram's send time (ms since the epoch). */
 async function send(
   bin: string,
@@ -180,6 +165,8 @@ interface LatencyResult {
 }
 
 function latencyStats(name: string, sentAt: Float64Array, recvAt: Float64Array): LatencyResult {
+  const dump = Deno.env.get("BENCH_EVENTS_DUMP");
+  if (dump) Deno.writeTextFileSync(`${dump}.${name.split(" ")[0]}.json`, JSON.stringify(Array.from(recvAt, (r, i) => r - sentAt[i])));
   const lat: number[] = [];
   for (let i = 0; i < sentAt.length; i++) if (recvAt[i] > 0) lat.push(recvAt[i] - sentAt[i]);
   lat.sort((a, b) => a - b);
@@ -200,7 +187,7 @@ async function bpftraceBaseline(
   rate: number,
   count: number,
 ): Promise<LatencyResult> {
-  const base = closedPortRange(count);
+  const base = closedUdpPortRange(count);
   const prog = `tracepoint:skb:kfree_skb /args->protocol == 0x0800/ {
     $skb = (struct sk_buff *)args->skbaddr;
     $ip = (struct iphdr *)($skb->head + $skb->network_header);
@@ -324,7 +311,7 @@ function agentConf(dir: string, clients: number) {
 
 async function agentLatency(bin: string, dir: string, opts: Options): Promise<LatencyResult> {
   const count = opts.rate * opts.seconds;
-  const base = closedPortRange(count);
+  const base = closedUdpPortRange(count);
   const agent = await startAgent({
     conf: agentConf(dir, 1),
     args: ["--region", "bench", "--disable-kubelet"],
@@ -351,6 +338,41 @@ async function agentLatency(bin: string, dir: string, opts: Options): Promise<La
   }
 }
 
+/** The fan-out clients, spread over worker threads (one per CPU) so reading them is not one thread's work. */
+class ClientWorkers {
+  private constructor(private readonly workers: Worker[]) {}
+
+  static async open(url: string, body: string, n: number): Promise<ClientWorkers> {
+    const count = Math.max(1, Math.min(n, navigator.hardwareConcurrency));
+    const workers = Array.from(
+      { length: count },
+      () => new Worker(new URL("./sse_clients_worker.ts", import.meta.url), { type: "module" }),
+    );
+    const all = new ClientWorkers(workers);
+    await Promise.all(workers.map((w, i) => {
+      const share = Math.floor(n / count) + (i < n % count ? 1 : 0);
+      return all.#ask(w, { open: { url, body, n: share } });
+    }));
+    return all;
+  }
+
+  #ask<T>(w: Worker, msg: unknown): Promise<T> {
+    return new Promise((resolve) => {
+      w.onmessage = (e: MessageEvent<T>) => resolve(e.data);
+      w.postMessage(msg);
+    });
+  }
+
+  async counts(): Promise<number[]> {
+    return (await Promise.all(this.workers.map((w) => this.#ask<number[]>(w, "count")))).flat();
+  }
+
+  async close(): Promise<void> {
+    await Promise.all(this.workers.map((w) => this.#ask(w, "close")));
+    for (const w of this.workers) w.terminate();
+  }
+}
+
 interface FanoutResult {
   clients: number;
   rate: number;
@@ -370,16 +392,17 @@ function metricValue(text: string, name: string): number {
 
 async function fanout(bin: string, dir: string, opts: Options): Promise<FanoutResult> {
   const count = Math.min(opts.fanoutRate * opts.seconds, 60_000);
-  const base = closedPortRange(count);
+  const base = closedUdpPortRange(count);
   const agent = await startAgent({
     conf: agentConf(dir, opts.clients),
     args: ["--region", "bench", "--disable-kubelet"],
   });
   try {
-    const clients: SseClient[] = [];
-    for (let i = 0; i < opts.clients; i++) {
-      clients.push(await watchClient(agent.url, '{"filters": {"tracer_name": "^dropwatch$"}}'));
-    }
+    const clients = await ClientWorkers.open(
+      agent.url,
+      '{"filters": {"tracer_name": "^dropwatch$"}}',
+      opts.clients,
+    );
     await sleep(500);
     const pid = agent.child.pid;
     const tick = 100; // USER_HZ
@@ -396,9 +419,8 @@ async function fanout(bin: string, dir: string, opts: Options): Promise<FanoutRe
     const after = await (await fetch(`${agent.url}/metrics`)).text();
     const published = (metricValue(after, 'events_total\\{[^}]*tracer="dropwatch"[^}]*\\}') || 0) - pub0;
     const cutOff = metricValue(after, "events_watch_clients_cut_off_total");
-    const got = clients.map((c) => c.count());
-    for (const c of clients) c.close();
-    await Promise.all(clients.map((c) => c.done));
+    const got = await clients.counts();
+    await clients.close();
     return {
       clients: opts.clients,
       rate: opts.fanoutRate,
@@ -425,49 +447,57 @@ async function main(args: string[]): Promise<number> {
   const dir = Deno.makeTempDirSync({ prefix: "huatuo-bench-events-" });
   try {
     const bin = await compileSender(dir);
-    console.error(`latency: ${opts.rate} events/s for ${opts.seconds} s, bpftrace baseline first`);
-    const baseline = await bpftraceBaseline(bin, dir, opts.rate, opts.rate * opts.seconds);
-    const ours = await agentLatency(bin, dir, opts);
-    console.error(`fanout: ${opts.clients} clients at ${opts.fanoutRate} events/s`);
-    const fan = await fanout(bin, dir, opts);
-
     const ms = (x: number) => fmtNumber(x, 1);
-    const lines = [
-      `### Kernel event → SSE latency (${opts.rate} events/s, ${opts.seconds} s)`,
-      "",
-      markdownTable(
-        ["consumer", "sent", "seen", "p50 ms", "p99 ms", "max ms"],
-        [baseline, ours].map((
-          r,
-        ) => [r.name, String(r.sent), String(r.seen), ms(r.p50), ms(r.p99), ms(r.max)]),
-      ),
-      "",
-      `ratio p99 agent/bpftrace: ${fmtNumber(ours.p99 / baseline.p99, 2)}; goal p99 < 100 ms: ${
-        ours.p99 < 100 && ours.seen === ours.sent ? "met" : "NOT met"
-      }`,
-      "",
-      `### ${fan.clients} SSE clients at ${fan.rate} events/s`,
-      "",
-      markdownTable(
-        ["sent", "published", "min/client", "max/client", "cut off", "agent CPU %", "bench clients CPU %"],
-        [[
-          String(fan.sent),
-          String(fan.published),
-          String(fan.minGot),
-          String(fan.maxGot),
-          String(fan.cutOff),
-          fmtNumber(fan.agentCpuPct, 1),
-          fmtNumber(fan.benchCpuPct, 1),
-        ]],
-        0,
-      ),
-      "",
-      `goal (no drops for clients that keep up): ${
-        fan.cutOff === 0 && fan.minGot === fan.published ? "met" : "NOT met"
-      }`,
-      "",
+    const lines: string[] = [];
+    if (opts.only !== "fanout") {
+      console.error(`latency: ${opts.rate} events/s for ${opts.seconds} s, bpftrace baseline first`);
+      const baseline = await bpftraceBaseline(bin, dir, opts.rate, opts.rate * opts.seconds);
+      const ours = await agentLatency(bin, dir, opts);
+      lines.push(
+        `### Kernel event → SSE latency (${opts.rate} events/s, ${opts.seconds} s)`,
+        "",
+        markdownTable(
+          ["consumer", "sent", "seen", "p50 ms", "p99 ms", "max ms"],
+          [baseline, ours].map((
+            r,
+          ) => [r.name, String(r.sent), String(r.seen), ms(r.p50), ms(r.p99), ms(r.max)]),
+        ),
+        "",
+        `ratio p99 agent/bpftrace: ${fmtNumber(ours.p99 / baseline.p99, 2)}; goal p99 < 100 ms: ${
+          ours.p99 < 100 && ours.seen === ours.sent ? "met" : "NOT met"
+        }`,
+        "",
+      );
+    }
+    if (opts.only !== "latency") {
+      console.error(`fanout: ${opts.clients} clients at ${opts.fanoutRate} events/s`);
+      const fan = await fanout(bin, dir, opts);
+      lines.push(
+        `### ${fan.clients} SSE clients at ${fan.rate} events/s`,
+        "",
+        markdownTable(
+          ["sent", "published", "min/client", "max/client", "cut off", "agent CPU %", "bench clients CPU %"],
+          [[
+            String(fan.sent),
+            String(fan.published),
+            String(fan.minGot),
+            String(fan.maxGot),
+            String(fan.cutOff),
+            fmtNumber(fan.agentCpuPct, 1),
+            fmtNumber(fan.benchCpuPct, 1),
+          ]],
+          0,
+        ),
+        "",
+        `goal (no drops for clients that keep up): ${
+          fan.cutOff === 0 && fan.minGot === fan.published ? "met" : "NOT met"
+        }`,
+        "",
+      );
+    }
+    lines.push(
       `machine: ${cpuModelName() ?? "?"}, ${navigator.hardwareConcurrency} CPUs, kernel ${Deno.osRelease()}`,
-    ];
+    );
     console.log(lines.join("\n"));
     return 0;
   } finally {

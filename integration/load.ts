@@ -522,3 +522,52 @@ export function kmsg(line: string): void {
     f.close();
   }
 }
+
+/** UDP ports bound on this host (IPv4 and IPv6). */
+function boundUdpPorts(): Set<number> {
+  const ports = new Set<number>();
+  for (const f of ["/proc/net/udp", "/proc/net/udp6"]) {
+    try {
+      for (const line of Deno.readTextFileSync(f).split("\n").slice(1)) {
+        const local = line.trim().split(/\s+/)[1];
+        if (local) ports.add(parseInt(local.split(":")[1], 16));
+      }
+    } catch { /* no IPv6 */ }
+  }
+  return ports;
+}
+
+/**
+ * A base port such that [base, base+count) holds no bound UDP port: datagrams
+ * sent there are real kernel drops (skb:kfree_skb, reason NO_SOCKET), one per
+ * datagram, each identified by its destination port.
+ */
+export function closedUdpPortRange(count: number, from = 2000): number {
+  if (count > 60_000) throw new Error(`${count} drops need more distinct ports than exist`);
+  const bound = boundUdpPorts();
+  for (let base = from; base + count < 65_535; base += 1000) {
+    let free = true;
+    for (let p = base; p < base + count && free; p++) free = !bound.has(p);
+    if (free) return base;
+  }
+  throw new Error("no range of closed UDP ports");
+}
+
+/** Sends one datagram to 127.0.0.1:port for each port of [base, base+count), `perTick` at a time. */
+export async function udpDrops(base: number, count: number, perTick = 200): Promise<void> {
+  const { createSocket } = await import("node:dgram");
+  const sock = createSocket("udp4");
+  const payload = new TextEncoder().encode("huatuo-it-drop");
+  try {
+    for (let i = 0; i < count; i += perTick) {
+      const sends: Promise<void>[] = [];
+      for (let p = base + i; p < base + Math.min(count, i + perTick); p++) {
+        sends.push(new Promise((ok, fail) => sock.send(payload, p, "127.0.0.1", (e) => e ? fail(e) : ok())));
+      }
+      await Promise.all(sends);
+      await sleep(1);
+    }
+  } finally {
+    sock.close();
+  }
+}

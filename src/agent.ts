@@ -165,6 +165,13 @@ export async function runAgent(opts: CliOptions): Promise<number> {
   let ready = false;
 
   let server: Deno.HttpServer<Deno.NetAddr>;
+  const watch = createWatchHandler({
+    hub,
+    hostname: host,
+    maxClients: config.EventsWatch.MaxClients,
+    keepAliveSec: config.EventsWatch.KeepAliveInterval,
+    log,
+  });
   try {
     server = startServer(parseListenAddr(config.APIServer.TCPAddr), {
       registry,
@@ -173,13 +180,7 @@ export async function runAgent(opts: CliOptions): Promise<number> {
       isReady: () => ready,
       tracers,
       token: Deno.env.get("HUATUO_BAMAI_API_TOKEN") || config.APIServer.Token,
-      watch: createWatchHandler({
-        hub,
-        hostname: host,
-        maxClients: config.EventsWatch.MaxClients,
-        keepAliveSec: config.EventsWatch.KeepAliveInterval,
-        log,
-      }),
+      watch,
     });
   } catch (err) {
     if (!(err instanceof ListenError)) throw err;
@@ -206,6 +207,8 @@ export async function runAgent(opts: CliOptions): Promise<number> {
         log.error("shutdown took longer than 5s; exiting");
         Deno.exit(EXIT_FAILURE);
       }, SHUTDOWN_TIMEOUT_MS);
+      // Open watch streams would hold a graceful shutdown until the timeout.
+      watch.closeAll();
       await server.shutdown();
       await tracers.stopAll();
       await es?.close(2000);

@@ -1,6 +1,9 @@
 // In-process fan-out of event documents to watch subscribers (the seed's
 // EventsWatch 分发层). publish() never blocks: every subscriber owns a bounded
-// queue (256, like the seed's buffered channel) and one whose queue is full is
+// queue (4096 events; the seed's buffered channel holds 256, but our tracers
+// publish a whole ring-buffer poll in one event-loop turn, so the queue must
+// absorb a burst; the events are shared by all subscribers, so the memory held
+// is at most 4096 events in all, not per client) and one whose queue is full is
 // cut off, so a slow reader never slows the others. A bounded replay window of
 // recent events lets a reconnecting subscriber resume after its last sequence.
 
@@ -16,8 +19,10 @@ export interface HubEvent {
   doc: EventDocument;
 }
 
+export const DEFAULT_QUEUE_SIZE = 4096;
+
 export interface EventHubOptions {
-  /** Live events a subscriber may have pending before it is cut off. Default 256. */
+  /** Live events a subscriber may have pending before it is cut off. Default 4096. */
   queueSize?: number;
   /** Most recent events kept for resuming subscribers. Default 1024. */
   replaySize?: number;
@@ -36,7 +41,7 @@ export interface HubStats {
   published: number;
   /** Events handed to subscribers by next(), replayed ones included. */
   delivered: number;
-  /** Subscribers cut off because their queue was full. */
+  /** Subscribers cut off because their queue was full or their writes kept failing. */
   droppedClients: number;
   /** Replayed events handed to subscribers by next(). */
   replayed: number;
@@ -96,6 +101,24 @@ export class Subscription {
     });
   }
 
+  /**
+   * Up to `max` events available right now, without waiting: lets a writer
+   * send what piled up during one event-loop turn as one write.
+   */
+  takeAvailable(max: number): HubEvent[] {
+    const out: HubEvent[] = [];
+    while (out.length < max && this.#replay.length > 0) {
+      out.push(this.#replay.shift()!);
+      this.hub.countDelivered(true);
+    }
+    if (out.length < max && this.#queue.length > 0) {
+      const live = this.#queue.splice(0, max - out.length);
+      for (let i = 0; i < live.length; i++) this.hub.countDelivered(false);
+      out.push(...live);
+    }
+    return out;
+  }
+
   /** Unsubscribe; pending events are discarded and a waiting next() gets null. */
   close(): void {
     this.#finish("closed");
@@ -148,7 +171,7 @@ export class EventHub {
   #byTracer = new Map<string, number>();
 
   constructor(opts: EventHubOptions = {}) {
-    this.queueSize = Math.max(1, opts.queueSize ?? 256);
+    this.queueSize = Math.max(1, opts.queueSize ?? DEFAULT_QUEUE_SIZE);
     this.replaySize = Math.max(0, opts.replaySize ?? 1024);
   }
 
@@ -195,6 +218,11 @@ export class EventHub {
       subscribers: this.#subs.size,
       byTracer: new Map(this.#byTracer),
     };
+  }
+
+  /** A writer closed a subscriber that stopped reading (e.g. failed writes): counted with the cut-off ones. */
+  countSlowClient(): void {
+    this.#droppedClients++;
   }
 
   /** @internal called by Subscription. */

@@ -129,3 +129,19 @@ Deno.test("hub: stats count published events by tracer", () => {
   hub.publish({ ...base, tracer_name: "oom" });
   assertEquals([...hub.stats().byTracer], [["oom", 2], ["dropwatch", 1]]);
 });
+
+Deno.test("hub: takeAvailable drains replay then live events without waiting, up to max", async () => {
+  const hub = new EventHub();
+  hub.publish(doc("oom"));
+  hub.publish(doc("oom"));
+  const sub = hub.subscribe({ lastEventId: 1 });
+  hub.publish(doc("ras"));
+  hub.publish(doc("ras"));
+  assertEquals(sub.takeAvailable(2).map((e) => e.seq), [2, 3]);
+  assertEquals(sub.takeAvailable(10).map((e) => e.seq), [4]);
+  assertEquals(sub.takeAvailable(10), []);
+  hub.publish(doc("oom"));
+  assertStrictEquals((await sub.next())?.seq, 5);
+  assertEquals(hub.stats().delivered, 4);
+  assertEquals(hub.stats().replayed, 1);
+});

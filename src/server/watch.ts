@@ -14,6 +14,9 @@ export const WATCH_EVENT_TYPE = "tech.huatuo.kernel.event";
 /** Consecutive failed writes after which a client is treated as gone (seed: 3). */
 export const MAX_WRITE_FAILURES = 3;
 
+/** Events coalesced into one write to a client when several are waiting. */
+const MAX_EVENTS_PER_WRITE = 256;
+
 export const FILTER_FIELDS = [
   "tracer_name",
   "hostname",
@@ -214,7 +217,13 @@ function parseLastEventId(req: Request): number | undefined {
   return Number(raw);
 }
 
-export function createWatchHandler(opts: WatchHandlerOptions): (req: Request) => Promise<Response> {
+export interface WatchHandler {
+  (req: Request): Promise<Response>;
+  /** Ends every open stream at once (agent shutdown): a graceful HTTP shutdown then need not wait for them. */
+  closeAll(): void;
+}
+
+export function createWatchHandler(opts: WatchHandlerOptions): WatchHandler {
   const encoder = new TextEncoder();
   // Every client receives the same bytes for an event: encode it once per
   // variant, not once per client (100 clients at 10k events/s).
@@ -230,8 +239,9 @@ export function createWatchHandler(opts: WatchHandlerOptions): (req: Request) =>
   };
   let clients = 0;
   let nextClientId = 0;
+  const open = new Set<(why: string, abort: boolean) => void>();
 
-  return async (req: Request): Promise<Response> => {
+  const handler = async (req: Request): Promise<Response> => {
     if (req.method !== "POST") {
       return new Response(JSON.stringify({ error: "method not allowed" }) + "\n", {
         status: 405,
@@ -265,20 +275,24 @@ export function createWatchHandler(opts: WatchHandlerOptions): (req: Request) =>
     let done = false;
     let failures = 0;
 
-    const finish = (why: string) => {
+    /** Ends this stream; `abort` errors it so the connection is dropped even if the client is not reading. */
+    const finish = (why: string, abort = false) => {
       if (done) return;
       done = true;
       clients--;
+      open.delete(finish);
       clearInterval(timer);
       req.signal.removeEventListener("abort", onAbort);
       sub.close();
       try {
-        controller?.close();
+        if (abort) controller?.error(new Error(why));
+        else controller?.close();
       } catch {
         // already closed or errored by the consumer
       }
       opts.log.info("events watch client disconnected", { client: clientId, reason: why, clients });
     };
+    open.add(finish);
     const onAbort = () => finish("client gone");
 
     /** Enqueue unless the client is backed up; MAX_WRITE_FAILURES in a row closes it. */
@@ -298,7 +312,10 @@ export function createWatchHandler(opts: WatchHandlerOptions): (req: Request) =>
         failures = 0;
         return;
       }
-      if (++failures >= MAX_WRITE_FAILURES) finish(`${MAX_WRITE_FAILURES} consecutive failed writes`);
+      if (++failures >= MAX_WRITE_FAILURES) {
+        opts.hub.countSlowClient();
+        finish(`${MAX_WRITE_FAILURES} consecutive failed writes`, true);
+      }
     };
 
     const stream = new ReadableStream<Uint8Array>({
@@ -319,7 +336,20 @@ export function createWatchHandler(opts: WatchHandlerOptions): (req: Request) =>
           finish("subscription closed");
           return;
         }
-        c.enqueue(bytesOf(ev, includeTracerData));
+        // Whatever else queued up meanwhile goes out in the same write.
+        const more = sub.takeAvailable(MAX_EVENTS_PER_WRITE - 1);
+        if (more.length === 0) {
+          c.enqueue(bytesOf(ev, includeTracerData));
+        } else {
+          const parts = [bytesOf(ev, includeTracerData), ...more.map((e) => bytesOf(e, includeTracerData))];
+          const out = new Uint8Array(parts.reduce((n, p) => n + p.byteLength, 0));
+          let at = 0;
+          for (const p of parts) {
+            out.set(p, at);
+            at += p.byteLength;
+          }
+          c.enqueue(out);
+        }
         failures = 0;
       },
       cancel() {
@@ -338,4 +368,9 @@ export function createWatchHandler(opts: WatchHandlerOptions): (req: Request) =>
       },
     });
   };
+  return Object.assign(handler, {
+    closeAll: () => {
+      for (const finish of [...open]) finish("agent shutting down", true);
+    },
+  });
 }

@@ -1,7 +1,7 @@
 import { EventHub } from "../events/hub.ts";
 import { silentLogger } from "../log/logger.ts";
 import type { EventDocument } from "../storage/document.ts";
-import { assert, assertEquals, assertMatch, assertStrictEquals } from "../testing/assert.ts";
+import { assert, assertEquals, assertMatch, assertRejects, assertStrictEquals } from "../testing/assert.ts";
 import { type CloudEvent, createWatchHandler, parseWatchRequest, WATCH_EVENT_TYPE } from "./watch.ts";
 
 const URL_ = "http://localhost:19704/v1/events/watch";
@@ -288,9 +288,20 @@ Deno.test("watch: a client that never reads is closed after 3 failed ping writes
   const next = await handler(new Request(URL_, { method: "POST", body: "{}" }));
   assertStrictEquals(next.status, 200);
   await next.body!.cancel();
-  // the stalled body still ends cleanly for whoever reads it late
-  const text = await res.text();
-  assertStrictEquals(text, ": ping\n");
+  assertStrictEquals(hub.stats().droppedClients, 1, "counted as cut off");
+  // The stalled body is errored, so the server drops the connection instead of waiting to flush it.
+  await assertRejects(() => res.text());
+});
+
+Deno.test("watch: closeAll ends every open stream (agent shutdown)", async () => {
+  const { hub, handler } = setup();
+  const a = await handler(new Request(URL_, { method: "POST", body: "{}" }));
+  const b = await handler(new Request(URL_, { method: "POST", body: "{}" }));
+  assertStrictEquals(hub.stats().subscribers, 2);
+  handler.closeAll();
+  assertStrictEquals(hub.stats().subscribers, 0);
+  await assertRejects(() => a.text());
+  await assertRejects(() => b.text());
 });
 
 Deno.test("watch: Last-Event-ID resumes from the replay window", async () => {
