@@ -20,6 +20,8 @@
 // send time of every datagram. The agent runs with EventTracing.Dropwatch
 // EventsPerSecond = 0 (no rate limit) and no ES storage; its local files are on.
 //
+// BENCH_EVENTS_DUMP=PREFIX writes every latency (ms, by datagram) to PREFIX.<consumer>.json for plotting.
+//
 // Exit status: 0 when the benchmark ran, 1 when something failed, 2 on bad flags.
 
 import { startAgent } from "../integration/agent.ts";
@@ -166,7 +168,12 @@ interface LatencyResult {
 
 function latencyStats(name: string, sentAt: Float64Array, recvAt: Float64Array): LatencyResult {
   const dump = Deno.env.get("BENCH_EVENTS_DUMP");
-  if (dump) Deno.writeTextFileSync(`${dump}.${name.split(" ")[0]}.json`, JSON.stringify(Array.from(recvAt, (r, i) => r - sentAt[i])));
+  if (dump) {
+    Deno.writeTextFileSync(
+      `${dump}.${name.split(" ")[0]}.json`,
+      JSON.stringify(Array.from(recvAt, (r, i) => r - sentAt[i])),
+    );
+  }
   const lat: number[] = [];
   for (let i = 0; i < sentAt.length; i++) if (recvAt[i] > 0) lat.push(recvAt[i] - sentAt[i]);
   lat.sort((a, b) => a - b);
