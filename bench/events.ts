@@ -388,6 +388,9 @@ interface FanoutResult {
   minGot: number;
   maxGot: number;
   cutOff: number;
+  /** Event-loop stalls (>= 100 ms) in the agent during the run, and its largest lag. */
+  stalls: number;
+  maxLagMs: number;
   agentCpuPct: number;
   benchCpuPct: number;
 }
@@ -426,6 +429,9 @@ async function fanout(bin: string, dir: string, opts: Options): Promise<FanoutRe
     const after = await (await fetch(`${agent.url}/metrics`)).text();
     const published = (metricValue(after, 'events_total\\{[^}]*tracer="dropwatch"[^}]*\\}') || 0) - pub0;
     const cutOff = metricValue(after, "events_watch_clients_cut_off_total");
+    const stalls = metricValue(after, "event_loop_stalls_total") -
+      metricValue(before, "event_loop_stalls_total");
+    const maxLagMs = metricValue(after, "event_loop_lag_max_seconds") * 1000;
     const got = await clients.counts();
     await clients.close();
     return {
@@ -436,6 +442,8 @@ async function fanout(bin: string, dir: string, opts: Options): Promise<FanoutRe
       minGot: Math.min(...got),
       maxGot: Math.max(...got),
       cutOff,
+      stalls,
+      maxLagMs,
       agentCpuPct: agentCpu,
       benchCpuPct: benchCpu,
     };
@@ -483,13 +491,25 @@ async function main(args: string[]): Promise<number> {
         `### ${fan.clients} SSE clients at ${fan.rate} events/s`,
         "",
         markdownTable(
-          ["sent", "published", "min/client", "max/client", "cut off", "agent CPU %", "bench clients CPU %"],
+          [
+            "sent",
+            "published",
+            "min/client",
+            "max/client",
+            "cut off",
+            "agent loop stalls",
+            "max lag ms",
+            "agent CPU %",
+            "bench clients CPU %",
+          ],
           [[
             String(fan.sent),
             String(fan.published),
             String(fan.minGot),
             String(fan.maxGot),
             String(fan.cutOff),
+            String(fan.stalls),
+            fmtNumber(fan.maxLagMs, 0),
             fmtNumber(fan.agentCpuPct, 1),
             fmtNumber(fan.benchCpuPct, 1),
           ]],

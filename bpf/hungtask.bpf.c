@@ -36,6 +36,7 @@
  *                    424 bytes.
  */
 #include "huatuo.h"
+#include "cpu_stack.h"
 
 struct hungtask_event {
 	__u32 pid;
@@ -75,54 +76,6 @@ int BPF_PROG(hungtask_hang, struct task_struct *task)
 	return 0;
 }
 
-/* ---- all-CPU backtrace sampler (same contract as in softlockup.bpf.c) --- */
+/* ---- all-CPU backtrace sampler (bpf/cpu_stack.h) -------------------- */
 
-#define CPU_STACK_DEPTH 48
-
-struct cpu_stack_event {
-	__u64 req;
-	__u32 cpu;
-	__u32 pid;
-	__u32 tgid;
-	__s32 len;
-	char comm[TASK_COMM_LEN];
-	__u64 stack[CPU_STACK_DEPTH];
-};
-
-HUATUO_MAP(hungtask_cpustack_req, BPF_MAP_TYPE_ARRAY, __u32, __u64, 1);
-HUATUO_MAP(hungtask_cpustack_done, BPF_MAP_TYPE_PERCPU_ARRAY, __u32, __u64, 1);
-HUATUO_RINGBUF(hungtask_cpu_stacks, 256 * 1024);
-HUATUO_MAP(hungtask_cpu_stacks_lost, BPF_MAP_TYPE_PERCPU_ARRAY, __u32, __u64, 1);
-
-SEC("perf_event")
-int hungtask_cpu_stack(struct bpf_perf_event_data *ctx)
-{
-	struct cpu_stack_event *ev;
-	__u64 *req, *done, id;
-	__u32 key = 0;
-
-	req = bpf_map_lookup_elem(&hungtask_cpustack_req, &key);
-	done = bpf_map_lookup_elem(&hungtask_cpustack_done, &key);
-	if (!req || !done || *req == 0 || *done == *req)
-		return 0;
-	*done = *req; /* one sample per CPU per request */
-
-	ev = bpf_ringbuf_reserve(&hungtask_cpu_stacks, sizeof(*ev), 0);
-	if (!ev) {
-		__u64 *lost = bpf_map_lookup_elem(&hungtask_cpu_stacks_lost, &key);
-
-		if (lost)
-			*lost += 1;
-		return 0;
-	}
-	id = bpf_get_current_pid_tgid();
-	ev->req = *req;
-	ev->cpu = bpf_get_smp_processor_id();
-	ev->pid = (__u32)id;
-	ev->tgid = id >> 32;
-	bpf_get_current_comm(ev->comm, sizeof(ev->comm));
-	/* The interrupted context's kernel stack (empty when it was user mode). */
-	ev->len = bpf_get_stack(ctx, ev->stack, sizeof(ev->stack), 0);
-	bpf_ringbuf_submit(ev, 0);
-	return 0;
-}
+HUATUO_CPU_STACK_SAMPLER(hungtask)

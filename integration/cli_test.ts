@@ -2,6 +2,7 @@
 
 import { assert, assertEquals, assertMatch } from "../src/testing/assert.ts";
 import { confWithPort, freePort, isRoot, runBinary, startAgent } from "./agent.ts";
+import { exists } from "../src/testing/fs.ts";
 
 function tempConf(text: string): { dir: string; file: string } {
   const dir = Deno.makeTempDirSync({ prefix: "huatuo-cli-" });
@@ -197,12 +198,3 @@ Deno.test({
     for (const d of dirs) assert(!exists(d), `${d} left behind`);
   },
 });
-
-function exists(p: string): boolean {
-  try {
-    Deno.statSync(p);
-    return true;
-  } catch {
-    return false;
-  }
-}

@@ -10,6 +10,7 @@
 import { assert, assertEquals, assertMatch } from "../src/testing/assert.ts";
 import { isRoot, startAgent } from "./agent.ts";
 import { type Cleanup, memoryCgroup, PYTHON, sleep, withCleanup } from "./load.ts";
+import { exists } from "../src/testing/fs.ts";
 
 const MEMCG_V1 = "/sys/fs/cgroup/memory/memory.limit_in_bytes";
 const skip = !isRoot()
@@ -18,15 +19,6 @@ const skip = !isRoot()
   ? "no cgroup v1 memory controller"
   : undefined;
 if (skip) console.warn(`sched_mem_events_test.ts: ignored: ${skip}`);
-
-function exists(p: string): boolean {
-  try {
-    Deno.statSync(p);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 interface Doc {
   tracer_name: string;

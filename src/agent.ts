@@ -16,6 +16,7 @@ import { defaultBpfDir } from "./bpf/locate.ts";
 import { BpfRuntime } from "./bpf/tracer.ts";
 import { EventHub } from "./events/hub.ts";
 import { eventsCollector } from "./events/metrics.ts";
+import { loopLagCollector, LoopLagMonitor } from "./runtime/loop_lag.ts";
 import { createEventSink } from "./events/sink.ts";
 import { EVENT_TRACERS } from "./events/tracers/index.ts";
 import { createWatchHandler } from "./server/watch.ts";
@@ -162,6 +163,9 @@ export async function runAgent(opts: CliOptions): Promise<number> {
   const registry = buildRegistry({ fs, config, log, bpf, events }, { host, region: opts.region }, tracers);
   registry.register(esStorageCollector(es));
   registry.register(eventsCollector(hub));
+  const loopLag = new LoopLagMonitor();
+  loopLag.start();
+  registry.register(loopLagCollector(loopLag));
   let ready = false;
 
   let server: Deno.HttpServer<Deno.NetAddr>;

@@ -37,6 +37,7 @@ import {
   OFF,
   parsePrintSymbolic,
 } from "./dropwatch.ts";
+import { exists } from "../../testing/fs.ts";
 
 const OUT = new URL("../../../_output/bpf", import.meta.url).pathname;
 
@@ -415,15 +416,6 @@ Deno.test("formatDropStack starts at the freeing function; KernelSymbols.range s
 });
 
 // ---- the real kernel ---------------------------------------------------------
-
-function exists(p: string): boolean {
-  try {
-    Deno.statSync(p);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 const skip = Deno.uid() !== 0
   ? "needs root"

@@ -11,20 +11,12 @@ import {
   reclaimRecord,
   reclaimTracerData,
 } from "./memory_reclaim_events.ts";
+import { exists } from "../../testing/fs.ts";
 
 const OUT = new URL("../../../_output/bpf", import.meta.url).pathname;
 const MEMCG = "/sys/fs/cgroup/memory";
 const CG = `${MEMCG}/huatuo-it-reclaim`;
 const PYTHON = exists("/usr/bin/python3") ? "/usr/bin/python3" : "python3";
-
-function exists(p: string): boolean {
-  try {
-    Deno.statSync(p);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 const skip = Deno.uid() !== 0
   ? "needs root"

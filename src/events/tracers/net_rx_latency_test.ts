@@ -25,6 +25,7 @@ import {
   netRxTracerData,
   realtimeOffsetNs,
 } from "./net_rx_latency.ts";
+import { exists } from "../../testing/fs.ts";
 
 const OUT = new URL("../../../_output/bpf", import.meta.url).pathname;
 
@@ -204,15 +205,6 @@ Deno.test("realtimeOffsetNs + CLOCK_MONOTONIC is the wall clock", () => {
 
 // ---------------------------------------------------------------------------
 // Real kernel
-
-function exists(p: string): boolean {
-  try {
-    Deno.statSync(p);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 const skip = Deno.uid() !== 0
   ? "needs root"

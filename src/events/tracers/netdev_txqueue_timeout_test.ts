@@ -16,18 +16,10 @@ import {
   txqueueTimeoutRecord,
   txqueueTimeoutTracerData,
 } from "./netdev_txqueue_timeout.ts";
+import { exists } from "../../testing/fs.ts";
 
 const OUT = new URL("../../../_output/bpf", import.meta.url).pathname;
 const TRACEPOINT = "net_dev_xmit_timeout";
-
-function exists(p: string): boolean {
-  try {
-    Deno.statSync(p);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 const skip = Deno.uid() !== 0
   ? "needs root"

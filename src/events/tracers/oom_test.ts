@@ -5,19 +5,11 @@ import { BpfRuntime } from "../../bpf/tracer.ts";
 import { assert, assertEquals, assertThrows } from "../../testing/assert.ts";
 import type { EventInput } from "../sink.ts";
 import { OOM_RECORD_SIZE, oomRecord, oomTracer, oomTracerData } from "./oom.ts";
+import { exists } from "../../testing/fs.ts";
 
 const OUT = new URL("../../../_output/bpf", import.meta.url).pathname;
 const MEMCG = "/sys/fs/cgroup/memory";
 const CG = `${MEMCG}/huatuo-it-oom`;
-
-function exists(p: string): boolean {
-  try {
-    Deno.statSync(p);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 const skip = Deno.uid() !== 0
   ? "needs root"

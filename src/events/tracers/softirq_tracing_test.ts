@@ -19,19 +19,11 @@ import {
   type SoftirqTracing,
   softirqTracingTracer,
 } from "./softirq_tracing.ts";
+import { exists } from "../../testing/fs.ts";
 
 const OUT = new URL("../../../_output/bpf", import.meta.url).pathname;
 const BTF = "/sys/kernel/btf/vmlinux";
 const PYTHON = exists("/usr/bin/python3") ? "/usr/bin/python3" : "python3";
-
-function exists(p: string): boolean {
-  try {
-    Deno.statSync(p);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 const skip = Deno.uid() !== 0
   ? "needs root"

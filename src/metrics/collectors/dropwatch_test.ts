@@ -12,6 +12,7 @@ import { BpfRuntime } from "../../bpf/tracer.ts";
 import { assert, assertEquals } from "../../testing/assert.ts";
 import type { Sample } from "../sample.ts";
 import dropwatch, { dropSamples } from "./dropwatch.ts";
+import { exists } from "../../testing/fs.ts";
 
 const OUT = new URL("../../../_output/bpf", import.meta.url).pathname;
 
@@ -31,15 +32,6 @@ Deno.test("dropSamples: one drops_total series per reason name, then suppressed_
     ["dropwatch_suppressed_total", "counter", undefined, 42],
   ]);
 });
-
-function exists(p: string): boolean {
-  try {
-    Deno.statSync(p);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 const skip = Deno.uid() !== 0
   ? "needs root"

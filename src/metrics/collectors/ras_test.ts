@@ -26,6 +26,7 @@ import {
   rasTracerData,
 } from "./ras.ts";
 import { Cooldown } from "../../events/backoff.ts";
+import { exists } from "../../testing/fs.ts";
 
 const OUT = new URL("../../../_output/bpf", import.meta.url).pathname;
 const enc = new TextEncoder();
@@ -284,15 +285,6 @@ Deno.test("ras: MCE threshold events are saved at most once per MceThrBackoff; o
 // Real kernel
 
 const TRACEFS = ["/sys/kernel/tracing", "/sys/kernel/debug/tracing"];
-
-function exists(p: string): boolean {
-  try {
-    Deno.statSync(p);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 /** The tracefs events directory, mounting tracefs when it is not. */
 async function tracefsEvents(): Promise<string> {
