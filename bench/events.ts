@@ -131,12 +131,83 @@ int main(int argc, char **argv) {
 }
 `;
 
-async function compileSender(dir: string): Promise<string> {
-  await Deno.writeTextFile(`${dir}/sender.c`, SENDER_C);
-  const r = await new Deno.Command("gcc", { args: ["-O2", "-o", `${dir}/sender`, `${dir}/sender.c`] })
+const CLIENTS_C = String.raw`
+#define _GNU_SOURCE
+#include <arpa/inet.h>
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+/* sse_clients PORT N BODY: N watch streams to 127.0.0.1:PORT; on SIGUSR1 prints
+ * each stream's count of complete SSE messages ("\n\n"), one per line; SIGTERM exits. */
+static volatile sig_atomic_t dump, quit;
+static void on_usr1(int s) { (void)s; dump = 1; }
+static void on_term(int s) { (void)s; quit = 1; }
+int main(int argc, char **argv) {
+  int port = atoi(argv[1]), n = atoi(argv[2]);
+  const char *body = argv[3];
+  long *count = calloc(n, sizeof(long));
+  char *prev = calloc(n, 1);
+  int *fds = calloc(n, sizeof(int));
+  int ep = epoll_create1(0);
+  char req[1024];
+  int len = snprintf(req, sizeof req,
+    "POST /v1/events/watch HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+    "Content-Length: %zu\r\n\r\n%s", strlen(body), body);
+  for (int i = 0; i < n; i++) {
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons(port) };
+    inet_pton(AF_INET, "127.0.0.1", &a.sin_addr);
+    if (connect(fd, (struct sockaddr *)&a, sizeof a) < 0) { perror("connect"); return 1; }
+    if (write(fd, req, len) != len) { perror("write"); return 1; }
+    fds[i] = fd;
+    struct epoll_event ev = { .events = EPOLLIN, .data.u32 = i };
+    epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ev);
+  }
+  signal(SIGUSR1, on_usr1);
+  signal(SIGTERM, on_term);
+  printf("ready\n");
+  fflush(stdout);
+  static char buf[1 << 16];
+  struct epoll_event evs[64];
+  while (!quit) {
+    if (dump) {
+      dump = 0;
+      for (int i = 0; i < n; i++) printf("%ld\n", count[i]);
+      printf("end\n");
+      fflush(stdout);
+    }
+    int k = epoll_wait(ep, evs, 64, 50);
+    for (int e = 0; e < k; e++) {
+      int i = evs[e].data.u32;
+      int fd = fds[i];
+      ssize_t r = read(fd, buf, sizeof buf);
+      if (r <= 0) { epoll_ctl(ep, EPOLL_CTL_DEL, fd, NULL); continue; }
+      char p = prev[i];
+      for (ssize_t j = 0; j < r; j++) {
+        /* A message ends with "\n\n"; HTTP chunk framing adds only "\r\n", never "\n\n". */
+        if (buf[j] == '\n' && p == '\n') count[i]++;
+        p = buf[j];
+      }
+      prev[i] = p;
+    }
+  }
+  return 0;
+}
+`;
+
+async function compileC(dir: string, name: string, source: string): Promise<string> {
+  await Deno.writeTextFile(`${dir}/${name}.c`, source);
+  const r = await new Deno.Command("gcc", {
+    args: ["-O2", "-Wall", "-o", `${dir}/${name}`, `${dir}/${name}.c`],
+  })
     .output();
   if (!r.success) throw new Error(`gcc: ${new TextDecoder().decode(r.stderr)}`);
-  return `${dir}/sender`;
+  return `${dir}/${name}`;
 }
 
 /** Runs the sender; resolves with each datagram's send time (ms since the epoch). */
@@ -345,38 +416,54 @@ async function agentLatency(bin: string, dir: string, opts: Options): Promise<La
   }
 }
 
-/** The fan-out clients, spread over worker threads (one per CPU) so reading them is not one thread's work. */
-class ClientWorkers {
-  private constructor(private readonly workers: Worker[]) {}
+async function* readLines(stream: ReadableStream<Uint8Array>): AsyncGenerator<string> {
+  let buf = "";
+  for await (const chunk of stream.pipeThrough(new TextDecoderStream())) {
+    buf += chunk;
+    let nl;
+    while ((nl = buf.indexOf("\n")) >= 0) {
+      yield buf.slice(0, nl);
+      buf = buf.slice(nl + 1);
+    }
+  }
+}
 
-  static async open(url: string, body: string, n: number): Promise<ClientWorkers> {
-    const count = Math.max(1, Math.min(n, navigator.hardwareConcurrency));
-    const workers = Array.from(
-      { length: count },
-      () => new Worker(new URL("./sse_clients_worker.ts", import.meta.url), { type: "module" }),
-    );
-    const all = new ClientWorkers(workers);
-    await Promise.all(workers.map((w, i) => {
-      const share = Math.floor(n / count) + (i < n % count ? 1 : 0);
-      return all.#ask(w, { open: { url, body, n: share } });
-    }));
-    return all;
+/**
+ * The fan-out clients: one C process holding every stream on epoll and only
+ * counting messages, so what is measured is the agent, not the clients' cost.
+ */
+class CClients {
+  get pid(): number {
+    return this.child.pid;
   }
 
-  #ask<T>(w: Worker, msg: unknown): Promise<T> {
-    return new Promise((resolve) => {
-      w.onmessage = (e: MessageEvent<T>) => resolve(e.data);
-      w.postMessage(msg);
-    });
+  private constructor(
+    private readonly child: Deno.ChildProcess,
+    private readonly lines: AsyncIterator<string>,
+  ) {}
+
+  static async open(bin: string, port: number, body: string, n: number): Promise<CClients> {
+    const child = new Deno.Command(bin, { args: [String(port), String(n), body], stdout: "piped" }).spawn();
+    const lines = readLines(child.stdout);
+    const first = await lines.next();
+    if (first.value !== "ready") throw new Error(`sse_clients: ${first.value ?? "exited"}`);
+    return new CClients(child, lines);
   }
 
+  /** Messages each stream has received so far. */
   async counts(): Promise<number[]> {
-    return (await Promise.all(this.workers.map((w) => this.#ask<number[]>(w, "count")))).flat();
+    this.child.kill("SIGUSR1");
+    const out: number[] = [];
+    for (;;) {
+      const { value, done } = await this.lines.next();
+      if (done || value === "end") return out;
+      out.push(Number(value));
+    }
   }
 
   async close(): Promise<void> {
-    await Promise.all(this.workers.map((w) => this.#ask(w, "close")));
-    for (const w of this.workers) w.terminate();
+    this.child.kill("SIGTERM");
+    await this.child.status;
   }
 }
 
@@ -400,7 +487,7 @@ function metricValue(text: string, name: string): number {
   return m ? Number(m[1]) : NaN;
 }
 
-async function fanout(bin: string, dir: string, opts: Options): Promise<FanoutResult> {
+async function fanout(bin: string, clientsBin: string, dir: string, opts: Options): Promise<FanoutResult> {
   const count = Math.min(opts.fanoutRate * opts.seconds, 60_000);
   const base = closedUdpPortRange(count);
   const agent = await startAgent({
@@ -408,8 +495,9 @@ async function fanout(bin: string, dir: string, opts: Options): Promise<FanoutRe
     args: ["--region", "bench", "--disable-kubelet"],
   });
   try {
-    const clients = await ClientWorkers.open(
-      agent.url,
+    const clients = await CClients.open(
+      clientsBin,
+      agent.port,
       '{"filters": {"tracer_name": "^dropwatch$"}}',
       opts.clients,
     );
@@ -417,7 +505,7 @@ async function fanout(bin: string, dir: string, opts: Options): Promise<FanoutRe
     const pid = agent.child.pid;
     const tick = 100; // USER_HZ
     const a0 = procCpuTicks(pid);
-    const b0 = procCpuTicks(Deno.pid);
+    const b0 = procCpuTicks(clients.pid);
     const t0 = performance.now();
     const before = await (await fetch(`${agent.url}/metrics`)).text();
     const pub0 = metricValue(before, 'events_total\\{[^}]*tracer="dropwatch"[^}]*\\}') || 0;
@@ -425,7 +513,7 @@ async function fanout(bin: string, dir: string, opts: Options): Promise<FanoutRe
     await sleep(1500);
     const wall = (performance.now() - t0) / 1000;
     const agentCpu = (procCpuTicks(pid) - a0) / tick / wall * 100;
-    const benchCpu = (procCpuTicks(Deno.pid) - b0) / tick / wall * 100;
+    const benchCpu = (procCpuTicks(clients.pid) - b0) / tick / wall * 100;
     const after = await (await fetch(`${agent.url}/metrics`)).text();
     const published = (metricValue(after, 'events_total\\{[^}]*tracer="dropwatch"[^}]*\\}') || 0) - pub0;
     const cutOff = metricValue(after, "events_watch_clients_cut_off_total");
@@ -461,7 +549,8 @@ async function main(args: string[]): Promise<number> {
   if (opts.source) Deno.env.set("HUATUO_IT_SOURCE", "1");
   const dir = Deno.makeTempDirSync({ prefix: "huatuo-bench-events-" });
   try {
-    const bin = await compileSender(dir);
+    const bin = await compileC(dir, "sender", SENDER_C);
+    const clientsBin = await compileC(dir, "sse_clients", CLIENTS_C);
     const ms = (x: number) => fmtNumber(x, 1);
     const lines: string[] = [];
     if (opts.only !== "fanout") {
@@ -486,7 +575,7 @@ async function main(args: string[]): Promise<number> {
     }
     if (opts.only !== "latency") {
       console.error(`fanout: ${opts.clients} clients at ${opts.fanoutRate} events/s`);
-      const fan = await fanout(bin, dir, opts);
+      const fan = await fanout(bin, clientsBin, dir, opts);
       lines.push(
         `### ${fan.clients} SSE clients at ${fan.rate} events/s`,
         "",
@@ -500,7 +589,7 @@ async function main(args: string[]): Promise<number> {
             "agent loop stalls",
             "max lag ms",
             "agent CPU %",
-            "bench clients CPU %",
+            "clients CPU %",
           ],
           [[
             String(fan.sent),

@@ -553,19 +553,22 @@ export function closedUdpPortRange(count: number, from = 2000): number {
   throw new Error("no range of closed UDP ports");
 }
 
-/** Sends one datagram to 127.0.0.1:port for each port of [base, base+count), `perTick` at a time. */
-export async function udpDrops(base: number, count: number, perTick = 200): Promise<void> {
+/** Sends one datagram to 127.0.0.1:port for each port of [base, base+count), about `perSecond` a second. */
+export async function udpDrops(base: number, count: number, perSecond = 5000): Promise<void> {
   const { createSocket } = await import("node:dgram");
   const sock = createSocket("udp4");
   const payload = new TextEncoder().encode("huatuo-it-drop");
+  const batch = Math.max(1, Math.round(perSecond / 100)); // one batch per 10 ms
+  const t0 = performance.now();
   try {
-    for (let i = 0; i < count; i += perTick) {
+    for (let i = 0; i < count; i += batch) {
       const sends: Promise<void>[] = [];
-      for (let p = base + i; p < base + Math.min(count, i + perTick); p++) {
+      for (let p = base + i; p < base + Math.min(count, i + batch); p++) {
         sends.push(new Promise((ok, fail) => sock.send(payload, p, "127.0.0.1", (e) => e ? fail(e) : ok())));
       }
       await Promise.all(sends);
-      await sleep(1);
+      const due = t0 + ((i + batch) / perSecond) * 1000;
+      await sleep(Math.max(0, due - performance.now()));
     }
   } finally {
     sock.close();

@@ -34,6 +34,7 @@ export const EXIT_FAILURE = 1;
 export const EXIT_USAGE = 2;
 
 const SHUTDOWN_TIMEOUT_MS = 5000;
+const HTTP_SHUTDOWN_GRACE_MS = 1000;
 
 /** Loads the config named by the flags; a missing default file means defaults. */
 export async function resolveConfig(opts: CliOptions, warn: (msg: string) => void): Promise<Config> {
@@ -211,9 +212,11 @@ export async function runAgent(opts: CliOptions): Promise<number> {
         log.error("shutdown took longer than 5s; exiting");
         Deno.exit(EXIT_FAILURE);
       }, SHUTDOWN_TIMEOUT_MS);
-      // Open watch streams would hold a graceful shutdown until the timeout.
+      // Open watch streams would hold a graceful shutdown until the timeout;
+      // a connection whose client stopped reading may still hold it: give HTTP
+      // one second, then go on (the process exit closes what is left).
       watch.closeAll();
-      await server.shutdown();
+      await Promise.race([server.shutdown(), new Promise((r) => setTimeout(r, HTTP_SHUTDOWN_GRACE_MS))]);
       await tracers.stopAll();
       await es?.close(2000);
       registry.close();
