@@ -515,6 +515,7 @@ async function fanout(bin: string, clientsBin: string, dir: string, opts: Option
     const agentCpu = (procCpuTicks(pid) - a0) / tick / wall * 100;
     const benchCpu = (procCpuTicks(clients.pid) - b0) / tick / wall * 100;
     const after = await (await fetch(`${agent.url}/metrics`)).text();
+    // Read before the clients' counts: a few events of the host may land in between (min/client > published).
     const published = (metricValue(after, 'events_total\\{[^}]*tracer="dropwatch"[^}]*\\}') || 0) - pub0;
     const cutOff = metricValue(after, "events_watch_clients_cut_off_total");
     const stalls = metricValue(after, "event_loop_stalls_total") -
@@ -606,7 +607,7 @@ async function main(args: string[]): Promise<number> {
         ),
         "",
         `goal (no drops for clients that keep up): ${
-          fan.cutOff === 0 && fan.minGot === fan.published ? "met" : "NOT met"
+          fan.cutOff === 0 && fan.minGot >= fan.published ? "met" : "NOT met"
         }`,
         "",
       );

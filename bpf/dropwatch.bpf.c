@@ -37,7 +37,7 @@
  *                          subsystems (reason >> 16 = enum
  *                          skb_drop_reason_subsys) and any reason >= 1024
  *   dropwatch_suppressed   PERCPU_ARRAY[1] __u64: drops over the rate limit
- *   dropwatch_events       RINGBUF 1 MiB, records struct drop_event
+ *   dropwatch_events       RINGBUF 4 MiB (~10k records: a 1 s agent stall at 10k reported drops/s), records struct drop_event
  *                          (400 bytes, layout below, little endian)
  *   dropwatch_events_lost  PERCPU_ARRAY[1] __u64: records lost on a full ring
  *
@@ -151,7 +151,7 @@ HUATUO_MAP(dropwatch_drops, BPF_MAP_TYPE_PERCPU_ARRAY, __u32, __u64, REASON_SLOT
 HUATUO_MAP(dropwatch_drops_subsys, BPF_MAP_TYPE_PERCPU_HASH, __u32, __u64, 256);
 HUATUO_MAP(dropwatch_suppressed, BPF_MAP_TYPE_PERCPU_ARRAY, __u32, __u64, 1);
 HUATUO_MAP(dropwatch_bucket, BPF_MAP_TYPE_PERCPU_ARRAY, __u32, struct dw_bucket, 1);
-HUATUO_RINGBUF(dropwatch_events, 1024 * 1024);
+HUATUO_RINGBUF(dropwatch_events, 4 * 1024 * 1024);
 HUATUO_MAP(dropwatch_events_lost, BPF_MAP_TYPE_PERCPU_ARRAY, __u32, __u64, 1);
 
 /* Kernels before 5.17 have no reason, before 6.12 no rx_sk, in the trace record. */

@@ -12,8 +12,12 @@ const SAMPLE = [
 ].join("\n");
 
 Deno.test("parseKallsyms keeps text symbols sorted by address and drops data symbols", () => {
-  const { addrs, names } = parseKallsyms(SAMPLE);
-  assertEquals(names, ["_stext", "do_one_thing", "kfree_skb_reason", "weak_fn", "xfs_foo [xfs]"]);
+  const { addrs, names, starts } = parseKallsyms(new TextEncoder().encode(SAMPLE));
+  const all = Array.from(
+    { length: addrs.length },
+    (_, i) => new TextDecoder().decode(names.subarray(starts[i], starts[i + 1])),
+  );
+  assertEquals(all, ["_stext", "do_one_thing", "kfree_skb_reason", "weak_fn", "xfs_foo\t[xfs]"]);
   assertEquals(addrs[0], 0xffffffff81000000n);
   assertEquals(addrs[4], 0xffffffffc0a01000n);
 });
@@ -34,6 +38,8 @@ Deno.test("KernelSymbols.range spans one symbol up to the next", () => {
   const k = KernelSymbols.fromText(SAMPLE);
   assertEquals(k.range("do_one_thing"), [0xffffffff81000100n, 0xffffffff81000200n]);
   assertEquals(k.range("do_one"), undefined);
+  assertEquals(k.range("weak_fn"), [0xffffffff81000400n, 0xffffffffc0a01000n]);
+  assertEquals(k.range("xfs_foo"), undefined, "the last symbol has no end");
 });
 
 Deno.test("stackAddrs reads u64 frames up to the first zero", () => {

@@ -379,3 +379,18 @@ Deno.test("watch: over a real socket, a client disconnect releases the subscript
     await server.shutdown();
   }
 });
+
+Deno.test("watch: events that pile up go out in one write, the same for clients with the same options", async () => {
+  const { hub, handler } = setup();
+  const a = await connect(handler, '{"filters": {"tracer_name": "oom"}}');
+  const b = await connect(handler, '{"filters": {"tracer_name": "oom"}}');
+  const withData = await connect(handler, '{"include_tracer_data": true, "filters": {"tracer_name": "oom"}}');
+  for (let i = 0; i < 5; i++) hub.publish(doc({ tracer_id: `t${i}` }));
+  for (const c of [a, b, withData]) {
+    for (let i = 0; i < 5; i++) assertStrictEquals((await c.next())?.data.data.tracer_id, `t${i}`);
+  }
+  assertStrictEquals(a.raw(), b.raw());
+  assertStrictEquals((a.raw().match(/^id: /gm) ?? []).length, 5);
+  assert(withData.raw() !== a.raw() && withData.raw().includes('"tracer_data"'));
+  for (const c of [a, b, withData]) c.abort.abort();
+});

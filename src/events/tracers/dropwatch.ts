@@ -639,7 +639,7 @@ export interface DropwatchOptions {
 
 /**
  * Defaults: 100 events/s per CPU, bursts of 20 per CPU: a drop storm on every
- * CPU of a 128-CPU host at once still fits the 1 MiB ring (2621 records).
+ * CPU of a 128-CPU host at once still fits the 4 MiB ring (10485 records).
  */
 export const DEFAULT_EVENTS_PER_SEC = 100;
 export const DEFAULT_BURST = 20;
