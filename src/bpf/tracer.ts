@@ -19,6 +19,15 @@ import { type Tracer, type TracerContext, UnsupportedError } from "../tracing/ma
 const EPERM = 1;
 const ENOENT = 2;
 
+/**
+ * Records an agent tracer handles per event-loop turn. A backlog (after the
+ * host was busy) is then worked off in slices with I/O in between, instead of
+ * one long synchronous stretch: each record becomes a document, a file line
+ * and an SSE message for every watch client, and 5000 of them at once held
+ * the loop ~300 ms and overflowed every client's queue (bench/events.ts).
+ */
+export const TRACER_RECORDS_PER_TICK = 512;
+
 export interface BpfTracerSpec {
   /** Tracer name (= collector / BlackList name). */
   readonly name: string;
@@ -109,7 +118,7 @@ export class BpfTracer implements Tracer {
         ? new RingBufferReader(map, b.onRecord, { onError })
         : new PerfBufferReader(map, b.onRecord, { onError, onWarn: (msg: string) => ctx.log.warn(msg) });
       this.readers.set(b.map, reader);
-      reader.start();
+      reader.start(undefined, TRACER_RECORDS_PER_TICK);
     }
   }
 
