@@ -1,4 +1,4 @@
-// Event-loop lag of the agent itself: everything (BPF buffer polling, event
+// Event-loop lag and memory of the agent itself: everything (BPF buffer polling, event
 // documents, HTTP, SSE fan-out) shares one JS thread, so a long synchronous
 // stretch delays all of it. A 50 ms timer measures how late it fires.
 
@@ -48,6 +48,14 @@ export class LoopLagMonitor {
   }
 }
 
+/** The agent's own memory: RSS, and the JS heap and memory held outside it (buffers, FFI). */
+export function memorySamples(u: Deno.MemoryUsage) {
+  const help = "Memory of the agent process: rss, JS heap_total/heap_used, external (array buffers, FFI).";
+  return (["rss", "heapTotal", "heapUsed", "external"] as const).map((k) =>
+    gauge("process_memory_bytes", help, u[k], { kind: k.replace(/[A-Z]/, (c) => `_${c.toLowerCase()}`) })
+  );
+}
+
 export function loopLagCollector(m: LoopLagMonitor): Collector {
   return {
     name: "event_loop",
@@ -64,6 +72,7 @@ export function loopLagCollector(m: LoopLagMonitor): Collector {
           m.stalls,
         ),
         counter("event_loop_stalled_seconds_total", "Time lost in those stalls.", m.stalledMs / 1000),
+        ...memorySamples(Deno.memoryUsage()),
       ]),
     close: () => m.stop(),
   };

@@ -1,5 +1,5 @@
 import { assertEquals } from "../testing/assert.ts";
-import { LoopLagMonitor } from "./loop_lag.ts";
+import { LoopLagMonitor, memorySamples } from "./loop_lag.ts";
 
 Deno.test("loop lag: late ticks count as lag, 100 ms or more as a stall; max resets when read", () => {
   let t = 0;
@@ -16,4 +16,12 @@ Deno.test("loop lag: late ticks count as lag, 100 ms or more as a stall; max res
   assertEquals(m.takeMaxMs(), 0);
   assertEquals(m.stalls, 1);
   assertEquals(m.stalledMs, 220);
+});
+
+Deno.test("memorySamples: one process_memory_bytes series per kind", () => {
+  const s = memorySamples({ rss: 4, heapTotal: 3, heapUsed: 2, external: 1 });
+  assertEquals(s.map((x) => [x.labels?.kind, x.value]), [["rss", 4], ["heap_total", 3], ["heap_used", 2], [
+    "external",
+    1,
+  ]]);
 });
