@@ -7,12 +7,31 @@ import type { Logger } from "../log/logger.ts";
 import { type ContainerInfo, type EventDocument, newDocument, type TracerType } from "../storage/document.ts";
 import type { LocalFileStore } from "../storage/localfile.ts";
 import type { EventHub } from "./hub.ts";
+import { containerEventFields, type ContainerRegistry } from "../pod/container.ts";
+
+/** The container fields of an event: given, or found by its cgroup id or netns inode. */
+export function eventContainer(
+  event: EventInput,
+  containers: ContainerRegistry | undefined,
+): Partial<ContainerInfo> | undefined {
+  if (event.container || !containers) return event.container;
+  const c = (event.cgroupId ? containers.byCgroupId(event.cgroupId) : undefined) ??
+    (event.netnsInode ? containers.byNetns(event.netnsInode) : undefined);
+  return c ? containerEventFields(c) : undefined;
+}
 
 export interface EventInput {
   tracerName: string;
   data: Record<string, unknown>;
   tracerType?: TracerType;
   container?: Partial<ContainerInfo>;
+  /**
+   * Identifies the container the event belongs to when `container` is not
+   * given: a cgroup id the BPF side recorded (cgroup2 id, or v1 memory/cpu
+   * cgroup inode) or a network namespace inode.
+   */
+  cgroupId?: number | bigint;
+  netnsInode?: number;
 }
 
 export type EventSink = (event: EventInput) => void;
@@ -31,6 +50,8 @@ export function createEventSink(
     log: Logger;
     /** Storage.ES; absent when it is disabled. */
     es?: DocumentOutbox;
+    /** Containers, to fill container_* of events that carry a cgroup id or netns inode. */
+    containers?: ContainerRegistry;
   },
 ): EventSink {
   return (event) => {
@@ -40,7 +61,7 @@ export function createEventSink(
       tracerName: event.tracerName,
       tracerType: event.tracerType ?? "auto",
       data: event.data,
-      container: event.container,
+      container: eventContainer(event, deps.containers),
     });
     try {
       deps.store.write(doc);

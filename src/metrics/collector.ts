@@ -9,6 +9,7 @@ import type { BpfRuntime } from "../bpf/tracer.ts";
 import type { EventSink } from "../events/sink.ts";
 import type { Logger } from "../log/logger.ts";
 import type { Tracer } from "../tracing/manager.ts";
+import type { ContainerRegistry } from "../pod/container.ts";
 import type { Sample } from "./sample.ts";
 
 export interface Collector {
@@ -32,6 +33,8 @@ export interface CollectorContext {
   readonly bpf: BpfRuntime;
   /** Kernel events of tracers go here (local file + subscribers); absent in unit tests. */
   readonly events?: EventSink;
+  /** Containers of this host (cgroup discovery + kubelet); absent in unit tests. */
+  readonly containers?: ContainerRegistry;
 }
 
 export interface CollectorDefinition {

@@ -3,12 +3,25 @@
 
 import type { CollectorContext } from "../../metrics/collector.ts";
 import type { Tracer } from "../../tracing/manager.ts";
-import { netRxLatencyTracer } from "./net_rx_latency.ts";
+import { type NetnsContainerResolver, netRxLatencyTracer } from "./net_rx_latency.ts";
+import { containerEventFields } from "../../pod/container.ts";
 import { oomTracer } from "./oom.ts";
 import { softirqTracingTracer } from "./softirq_tracing.ts";
 import { memoryReclaimEventsTracer } from "./memory_reclaim_events.ts";
 import { netdevBondingLacpTracer } from "./netdev_bonding_lacp.ts";
 import { netdevTxqueueTimeoutTracer } from "./netdev_txqueue_timeout.ts";
+
+/** net_rx_latency's view of the container registry: event fields by network namespace. */
+function netnsResolver(ctx: CollectorContext): NetnsContainerResolver | undefined {
+  const reg = ctx.containers;
+  if (!reg) return undefined;
+  return {
+    containerByNetns: (inode) => {
+      const c = reg.byNetns(inode);
+      return c ? containerEventFields(c) : undefined;
+    },
+  };
+}
 
 export interface EventTracerDefinition {
   readonly name: string;
@@ -21,5 +34,5 @@ export const EVENT_TRACERS: readonly EventTracerDefinition[] = [
   { name: "memory_reclaim_events", create: (ctx) => memoryReclaimEventsTracer(ctx) },
   { name: "netdev_bonding_lacp", create: (ctx) => netdevBondingLacpTracer(ctx) },
   { name: "netdev_txqueue_timeout", create: (ctx) => netdevTxqueueTimeoutTracer(ctx) },
-  { name: "net_rx_latency", create: (ctx) => netRxLatencyTracer(ctx) },
+  { name: "net_rx_latency", create: (ctx) => netRxLatencyTracer({ ...ctx, containers: netnsResolver(ctx) }) },
 ];

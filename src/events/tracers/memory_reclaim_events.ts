@@ -85,7 +85,7 @@ function onRecord(log: Logger, events?: EventSink): RecordHandler {
       kind: r.kind,
       memcg_id: Number(r.memcgId),
     });
-    events?.({ tracerName: TRACER_NAME, data: reclaimTracerData(r) });
+    events?.({ tracerName: TRACER_NAME, data: reclaimTracerData(r), cgroupId: r.memcgId });
   };
 }
 

@@ -6,6 +6,7 @@ import type { RecordHandler } from "../../../ffi/events.ts";
 import { type BpfRuntime, BpfTracer } from "../../bpf/tracer.ts";
 import type { Logger } from "../../log/logger.ts";
 import type { EventSink } from "../sink.ts";
+import { containerEventFields, type ContainerRegistry } from "../../pod/container.ts";
 
 const decoder = new TextDecoder();
 
@@ -70,8 +71,8 @@ const hex = (v: bigint) => `0x${v.toString(16).padStart(16, "0")}`;
  * The event's tracer_data, with the seed's field names. victim_/trigger_memcg_css
  * are the css pointers in hex as in the seed; *_memcg_id carry the memory cgroup
  * ids (the v1 memory cgroup dir inode), which is what identifies the cgroup from
- * user space. victim_/trigger_container_id and _container_hostname come with the
- * container registry (cgroup id → container), not yet here.
+ * user space. victim_/trigger_container_id and _container_hostname are added by
+ * oomContainerFields when the memory cgroup belongs to a known container.
  */
 export function oomTracerData(r: OomRecord): Record<string, unknown> {
   return {
@@ -86,7 +87,20 @@ export function oomTracerData(r: OomRecord): Record<string, unknown> {
   };
 }
 
-function onRecord(log: Logger, events?: EventSink): RecordHandler {
+/** The seed's victim_/trigger_container_id and _hostname, for the memory cgroups that belong to containers. */
+export function oomContainerFields(r: OomRecord, containers?: ContainerRegistry): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [who, id] of [["victim", r.victimMemcgId], ["trigger", r.triggerMemcgId]] as const) {
+    const c = id ? containers?.byCgroupId(id) : undefined;
+    if (!c) continue;
+    const f = containerEventFields(c);
+    out[`${who}_container_id`] = f.container_id;
+    out[`${who}_container_hostname`] = f.container_hostname;
+  }
+  return out;
+}
+
+function onRecord(log: Logger, events?: EventSink, containers?: ContainerRegistry): RecordHandler {
   return (view, offset) => {
     const r = oomRecord(view, offset);
     log.warn("oom kill", {
@@ -96,15 +110,22 @@ function onRecord(log: Logger, events?: EventSink): RecordHandler {
       trigger_comm: r.triggerComm,
       victim_memcg_id: Number(r.victimMemcgId),
     });
-    events?.({ tracerName: "oom", data: oomTracerData(r) });
+    events?.({
+      tracerName: "oom",
+      data: { ...oomTracerData(r), ...oomContainerFields(r, containers) },
+      // The document's container_* are the victim's.
+      cgroupId: r.victimMemcgId,
+    });
   };
 }
 
 /** The "oom" event tracer. */
-export function oomTracer(ctx: { bpf: BpfRuntime; log: Logger; events?: EventSink }): BpfTracer {
+export function oomTracer(
+  ctx: { bpf: BpfRuntime; log: Logger; events?: EventSink; containers?: ContainerRegistry },
+): BpfTracer {
   return new BpfTracer({
     name: "oom",
     object: "oom.o",
-    buffers: [{ map: "oom_events", onRecord: onRecord(ctx.log, ctx.events) }],
+    buffers: [{ map: "oom_events", onRecord: onRecord(ctx.log, ctx.events, ctx.containers) }],
   }, ctx.bpf);
 }

@@ -4,7 +4,7 @@ import { silentLogger } from "../../log/logger.ts";
 import { BpfRuntime } from "../../bpf/tracer.ts";
 import { assert, assertEquals, assertThrows } from "../../testing/assert.ts";
 import type { EventInput } from "../sink.ts";
-import { OOM_RECORD_SIZE, oomRecord, oomTracer, oomTracerData } from "./oom.ts";
+import { OOM_RECORD_SIZE, oomContainerFields, oomRecord, oomTracer, oomTracerData } from "./oom.ts";
 import { exists } from "../../testing/fs.ts";
 
 const OUT = new URL("../../../_output/bpf", import.meta.url).pathname;
@@ -172,4 +172,32 @@ Deno.test({
       await removeCgroup(CG);
     }
   },
+});
+
+Deno.test("oomContainerFields: victim and trigger containers by memory cgroup id; host cgroups add nothing", () => {
+  const victim = {
+    id: "v".repeat(64),
+    podUid: "",
+    qosFromPath: "",
+    runtime: "docker",
+    cgroupPaths: {},
+    cgroupId: 0,
+    memcgId: 11,
+    cpuCgroupId: 0,
+    initPid: 0,
+    netnsInode: 0,
+    pod: { name: "java", pod: "shop-1", namespace: "prod", qos: "burstable", type: "normal" },
+  };
+  const reg = {
+    list: () => [victim],
+    byId: () => undefined,
+    byCgroupId: (id: number | bigint) => (Number(id) === 11 ? victim : undefined),
+    byNetns: () => undefined,
+  };
+  const r = { victimMemcgId: 11n, triggerMemcgId: 99n } as Parameters<typeof oomContainerFields>[0];
+  assertEquals(oomContainerFields(r, reg), {
+    victim_container_id: victim.id,
+    victim_container_hostname: "shop-1",
+  });
+  assertEquals(oomContainerFields(r, undefined), {});
 });

@@ -1,0 +1,45 @@
+import { assertEquals } from "../testing/assert.ts";
+import type { Container, ContainerRegistry } from "../pod/container.ts";
+import { eventContainer } from "./sink.ts";
+
+const c: Container = {
+  id: "a".repeat(64),
+  podUid: "uid-1",
+  qosFromPath: "burstable",
+  runtime: "containerd",
+  cgroupPaths: {},
+  cgroupId: 101,
+  memcgId: 202,
+  cpuCgroupId: 303,
+  initPid: 42,
+  netnsInode: 4026532000,
+  pod: { name: "app", pod: "app-7d9", namespace: "prod", qos: "burstable", type: "normal" },
+};
+
+const registry: ContainerRegistry = {
+  list: () => [c],
+  byId: (id) => (id === c.id ? c : undefined),
+  byCgroupId: (id) => ([101, 202, 303].includes(Number(id)) ? c : undefined),
+  byNetns: (ino) => (ino === c.netnsInode ? c : undefined),
+};
+
+const fields = {
+  container_id: c.id,
+  container_hostname: "app-7d9",
+  container_host_namespace: "prod",
+  container_type: "normal",
+  container_qos: "burstable",
+};
+
+Deno.test("eventContainer: by cgroup id (any of the container's ids) or netns inode; host events get none", () => {
+  const base = { tracerName: "oom", data: {} };
+  assertEquals(eventContainer({ ...base, cgroupId: 202n }, registry), fields);
+  assertEquals(eventContainer({ ...base, cgroupId: 101 }, registry), fields);
+  assertEquals(eventContainer({ ...base, netnsInode: 4026532000 }, registry), fields);
+  assertEquals(eventContainer({ ...base, cgroupId: 1 }, registry), undefined);
+  assertEquals(eventContainer({ ...base, cgroupId: 202 }, undefined), undefined);
+  // Fields the tracer set itself win.
+  assertEquals(eventContainer({ ...base, cgroupId: 202, container: { container_id: "x" } }, registry), {
+    container_id: "x",
+  });
+});
