@@ -350,11 +350,20 @@ Deno.test({
             const loop = await loopDevice(c, 2 * 1024 ** 3);
             const io0 = diskIos(loop.name);
             const s0 = await scrapeNow(agent);
-            await parallelDirectWrites(loop.dev, 16, 64);
-            const s1 = await scrapeNow(agent);
-            const io1 = diskIos(loop.name);
-            const q2c = deltas(s0, s1, "iolatency_blkdisk_q2c", { disk: loop.majMin }, 6);
-            const d2c = deltas(s0, s1, "iolatency_blkdisk_d2c", { disk: loop.majMin }, 6);
+            // Only requests >= 20 ms count. On an idle host a round can finish
+            // every request sooner; a few more rounds make some slower (the
+            // kernel's own write_ticks show the mean each round had).
+            let s1 = s0, q2c: number[] = [], d2c: number[] = [], io1 = io0;
+            for (let round = 1; round <= 4; round++) {
+              await parallelDirectWrites(loop.dev, 16, 64);
+              s1 = await scrapeNow(agent);
+              io1 = diskIos(loop.name);
+              q2c = deltas(s0, s1, "iolatency_blkdisk_q2c", { disk: loop.majMin }, 6);
+              d2c = deltas(s0, s1, "iolatency_blkdisk_d2c", { disk: loop.majMin }, 6);
+              const meanMs = (io1.writeTicksMs - io0.writeTicksMs) / Math.max(1, io1.writes - io0.writes);
+              console.log(`  round ${round}: mean write ${meanMs.toFixed(1)} ms (kernel write_ticks)`);
+              if (sum(q2c) > 0 && sum(d2c) > 0) break;
+            }
             const writes = io1.writes - io0.writes;
             console.log(
               `  ${loop.dev} (${loop.majMin}): ${writes} writes; q2c ${q2c.join(" ")}; d2c ${d2c.join(" ")}`,

@@ -366,9 +366,9 @@ export function setQueue(c: Cleanup, loop: LoopDevice, key: string, value: strin
 }
 
 /** /sys/block/<name>/stat: completed reads and writes. */
-export function diskIos(name: string): { reads: number; writes: number } {
+export function diskIos(name: string): { reads: number; writes: number; writeTicksMs: number } {
   const f = Deno.readTextFileSync(`/sys/block/${name}/stat`).trim().split(/\s+/).map(Number);
-  return { reads: f[0], writes: f[4] };
+  return { reads: f[0], writes: f[4], writeTicksMs: f[7] };
 }
 
 /** `jobs` parallel `dd oflag=direct` writers of `mib` MiB each (in `bsMiB` writes), to disjoint ranges of `dev`. */

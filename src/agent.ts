@@ -28,6 +28,9 @@ import { type Tracer, TracerManager } from "./tracing/manager.ts";
 import { tracerStatusCollector } from "./tracing/status.ts";
 import { bpfProgramsCollector } from "./bpf/stats.ts";
 import { VERSION } from "./version.ts";
+import { CgroupContainerRegistry } from "./pod/registry.ts";
+import { KubeletClient, kubeletCollector } from "./pod/kubelet.ts";
+import { withContainerCollectors } from "./metrics/collectors/containers/index.ts";
 
 export const EXIT_OK = 0;
 export const EXIT_FAILURE = 1;
@@ -66,7 +69,7 @@ export function buildRegistry(
   tracers: TracerManager,
 ): Registry {
   const registry = new Registry(constLabels, ctx.log);
-  for (const def of COLLECTORS) {
+  for (const def of withContainerCollectors(COLLECTORS, ctx.containers)) {
     if (ctx.config.BlackList.includes(def.name)) {
       ctx.log.info("collector disabled by BlackList", { collector: def.name });
       if (def.tracing) tracers.add(idleTracer(def.name), {}, "disabled by BlackList");
@@ -153,6 +156,17 @@ export async function runAgent(opts: CliOptions): Promise<number> {
   }
 
   const fs = new HostFs(opts.procfsPrefix);
+  // Containers come from the cgroup tree with or without a kubelet. HUATUO_BAMAI_CGROUP_ROOT (hidden, for
+  // tests) scans only that path inside every cgroup hierarchy instead of the whole tree.
+  const containers = new CgroupContainerRegistry({ fs, log, root: Deno.env.get("HUATUO_BAMAI_CGROUP_ROOT") });
+  // Pod labels come from the kubelet; without one, containers keep their cgroup-derived labels.
+  const kubelet = KubeletClient.fromConfig(config, {
+    disableKubelet: opts.disableKubelet,
+    log,
+    onUpdate: () => containers.relabel(),
+  });
+  if (kubelet.disabled) log.info("kubelet client disabled", { reason: kubelet.disabledReason });
+  else containers.setPodSource(kubelet);
   const host = Deno.hostname();
   routeLibbpfLog(log);
   const tracers = new TracerManager(log);
@@ -161,8 +175,13 @@ export async function runAgent(opts: CliOptions): Promise<number> {
   const store = LocalFileStore.fromConfig(config);
   const es = startEsStorage(config, { disableStorage: opts.disableStorage, log });
   const events = createEventSink({ hostname: host, region: opts.region, store, hub, log, es });
-  const registry = buildRegistry({ fs, config, log, bpf, events }, { host, region: opts.region }, tracers);
+  const registry = buildRegistry(
+    { fs, config, log, bpf, events, containers },
+    { host, region: opts.region },
+    tracers,
+  );
   registry.register(esStorageCollector(es));
+  registry.register(kubeletCollector(kubelet));
   registry.register(eventsCollector(hub));
   const loopLag = new LoopLagMonitor();
   loopLag.start();
@@ -186,10 +205,12 @@ export async function runAgent(opts: CliOptions): Promise<number> {
       tracers,
       token: Deno.env.get("HUATUO_BAMAI_API_TOKEN") || config.APIServer.Token,
       watch,
+      containers,
     });
   } catch (err) {
     if (!(err instanceof ListenError)) throw err;
     log.error(err.message);
+    kubelet.stop();
     registry.close();
     await cgroup?.leave();
     log.close();
@@ -198,6 +219,8 @@ export async function runAgent(opts: CliOptions): Promise<number> {
 
   // BPF programs load after the server is up, so /metrics and /healthz answer
   // while they do; /readyz turns 200 once every tracer started or failed once.
+  kubelet.start();
+  await containers.start();
   await tracers.startAll();
   await cgroup?.started();
   ready = true;
@@ -217,6 +240,8 @@ export async function runAgent(opts: CliOptions): Promise<number> {
       // one second, then go on (the process exit closes what is left).
       watch.closeAll();
       await Promise.race([server.shutdown(), new Promise((r) => setTimeout(r, HTTP_SHUTDOWN_GRACE_MS))]);
+      kubelet.stop();
+      containers.stop();
       await tracers.stopAll();
       await es?.close(2000);
       registry.close();

@@ -7,6 +7,8 @@ import { CONTENT_TYPE } from "../metrics/exposition.ts";
 import type { Registry } from "../metrics/registry.ts";
 import { TracerControlError, type TracerManager } from "../tracing/manager.ts";
 import type { ListenAddr } from "./listen.ts";
+import type { ContainerRegistry } from "../pod/container.ts";
+import { containersRoute } from "./containers.ts";
 
 export interface ServerDeps {
   registry: Registry;
@@ -18,6 +20,8 @@ export interface ServerDeps {
   watch?: Route;
   /** When non-empty, state-changing requests need "Authorization: Bearer <token>". */
   token?: string;
+  /** GET /containers/json; absent when containers are not served. */
+  containers?: ContainerRegistry;
 }
 
 export type Route = (req: Request) => Response | Promise<Response>;
@@ -55,6 +59,7 @@ export function buildRoutes(deps: ServerDeps): Map<string, Map<string, Route>> {
   add("GET", "/version", () => jsonResponse(200, deps.version));
   add("GET", "/v1/tracers", () => jsonResponse(200, { tracers: deps.tracers?.statuses() ?? [] }));
   if (deps.watch) add("POST", "/v1/events/watch", deps.watch);
+  if (deps.containers) add("GET", "/containers/json", containersRoute(deps.containers));
   return routes;
 }
 

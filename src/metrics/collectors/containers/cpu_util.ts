@@ -1,0 +1,181 @@
+// cpu_util_container_{sys,usr,total,cores}: a container's CPU use between two
+// scrapes as a percent of the CPUs it may use (its cores), like the host's
+// cpu_util is a percent of all host CPUs. cores = CFS quota / period, capped by
+// its cpuset; the cpuset's (else the host's) CPU count when unlimited. The
+// first scrape of a container reports the average since its first process
+// started (the host's first scrape is the since-boot average).
+// Sources: v1 cpuacct.stat (USER_HZ ticks) or cgroup2 cpu.stat user_usec /
+// system_usec; v1 cpu.cfs_quota_us + cpu.cfs_period_us or cgroup2 cpu.max;
+// cpuset.effective_cpus (v1) or cpuset.cpus.effective (v2).
+
+import { parseKeyValue } from "../../../host/keyvalue.ts";
+import { type HostFs, SourceError } from "../../../host/fs.ts";
+import { type Container, containerLabels, type ContainerRegistry } from "../../../pod/container.ts";
+import type { Collector, CollectorContext } from "../../collector.ts";
+import { gauge, type Sample } from "../../sample.ts";
+import {
+  cfsCores,
+  controllerDir,
+  countCpuList,
+  hostCpus,
+  parseCpuMax,
+  parseSingleInt,
+  parseStartTicks,
+  perContainer,
+  readCgroupFile,
+  requireCgroupFile,
+  USER_HZ,
+} from "./cgroup.ts";
+
+/** Cumulative CPU time of a cgroup, nanoseconds. */
+export interface CpuUsage {
+  user: number;
+  system: number;
+}
+
+export interface ContainerCpuUtil {
+  usr: number;
+  sys: number;
+  total: number;
+}
+
+/** Percent of `cores` CPUs used between two readings `elapsedNs` apart; undefined when no time passed. */
+export function containerCpuUtil(
+  prev: CpuUsage,
+  cur: CpuUsage,
+  elapsedNs: number,
+  cores: number,
+): ContainerCpuUtil | undefined {
+  if (elapsedNs <= 0 || cores <= 0) return undefined;
+  const pct = (ns: number) => Math.max(0, ns) / (elapsedNs * cores) * 100;
+  const usr = pct(cur.user - prev.user);
+  const sys = pct(cur.system - prev.system);
+  return { usr, sys, total: usr + sys };
+}
+
+/** v1 cpuacct.stat ("user <ticks>\nsystem <ticks>") → ns. */
+export function parseCpuacctStat(text: string, path: string): CpuUsage {
+  const kv = parseKeyValue(text, path);
+  const user = kv.get("user"), system = kv.get("system");
+  if (user === undefined || system === undefined) throw new SourceError(path, "no user/system lines");
+  return { user: user * (1e9 / USER_HZ), system: system * (1e9 / USER_HZ) };
+}
+
+/** cgroup2 cpu.stat user_usec / system_usec → ns. */
+export function parseCpuStatUsage(text: string, path: string): CpuUsage {
+  const kv = parseKeyValue(text, path);
+  const user = kv.get("user_usec"), system = kv.get("system_usec");
+  if (user === undefined || system === undefined) throw new SourceError(path, "no user_usec/system_usec");
+  return { user: user * 1000, system: system * 1000 };
+}
+
+export async function readCpuUsage(c: Container): Promise<CpuUsage | undefined> {
+  const d = controllerDir(c, "cpuacct");
+  if (!d) return undefined;
+  const name = d.v2 ? "cpu.stat" : "cpuacct.stat";
+  const text = await requireCgroupFile(d.dir, name);
+  return d.v2 ? parseCpuStatUsage(text, `${d.dir}/${name}`) : parseCpuacctStat(text, `${d.dir}/${name}`);
+}
+
+/** CPUs the container may use; `host` is asked only when neither quota nor cpuset bounds it. */
+export async function readCores(c: Container, host: () => Promise<number>): Promise<number> {
+  let quota: number | undefined;
+  const cpu = controllerDir(c, "cpu");
+  if (cpu?.v2) {
+    const text = await readCgroupFile(cpu.dir, "cpu.max");
+    if (text !== undefined) quota = parseCpuMax(text, `${cpu.dir}/cpu.max`);
+  } else if (cpu) {
+    // Absent without CONFIG_CFS_BANDWIDTH: unlimited.
+    const q = await readCgroupFile(cpu.dir, "cpu.cfs_quota_us");
+    const p = await readCgroupFile(cpu.dir, "cpu.cfs_period_us");
+    if (q !== undefined && p !== undefined) {
+      const path = `${cpu.dir}/cpu.cfs_quota_us`;
+      quota = cfsCores(parseSingleInt(q, path), parseSingleInt(p, `${cpu.dir}/cpu.cfs_period_us`), path);
+    }
+  }
+  let cpuset: number | undefined;
+  const cs = controllerDir(c, "cpuset");
+  if (cs) {
+    const names = cs.v2 ? ["cpuset.cpus.effective"] : ["cpuset.effective_cpus", "cpuset.cpus"];
+    for (const name of names) {
+      const text = await readCgroupFile(cs.dir, name);
+      if (text === undefined) continue;
+      const n = countCpuList(text, `${cs.dir}/${name}`);
+      if (n > 0) cpuset = n;
+      break;
+    }
+  }
+  if (quota !== undefined) return cpuset !== undefined ? Math.min(quota, cpuset) : quota;
+  return cpuset ?? await host();
+}
+
+/** Seconds since `pid` started (CLOCK_BOOTTIME), or undefined when it is gone. */
+async function secondsSinceStart(fs: HostFs, pid: number): Promise<number | undefined> {
+  if (pid <= 0) return undefined;
+  let stat: string;
+  const path = fs.proc(`${pid}/stat`);
+  try {
+    stat = await Deno.readTextFile(path);
+  } catch {
+    return undefined; // exited: no since-start baseline
+  }
+  const uptimePath = fs.proc("uptime");
+  const uptime = Number((await fs.readText(uptimePath)).split(" ")[0]);
+  if (!Number.isFinite(uptime)) throw new SourceError(uptimePath, "garbled");
+  return uptime - parseStartTicks(stat, path) / USER_HZ;
+}
+
+interface State {
+  usage: CpuUsage;
+  at: number;
+  last?: ContainerCpuUtil;
+}
+
+export function cpuUtilContainer(
+  ctx: CollectorContext,
+  containers: ContainerRegistry,
+  now: () => number = () => performance.now(),
+): Collector {
+  const states = new Map<string, State>();
+  return {
+    name: "cpu_util",
+    async collect() {
+      const list = containers.list();
+      let host: Promise<number> | undefined;
+      const hostOnce = () => host ??= hostCpus(ctx.fs);
+      const seen = new Set<string>();
+      const out = await perContainer(list, async (c): Promise<Sample[]> => {
+        seen.add(c.id);
+        const usage = await readCpuUsage(c);
+        if (!usage) return [];
+        const cores = await readCores(c, hostOnce);
+        const at = now();
+        const prev = states.get(c.id);
+        let util: ContainerCpuUtil | undefined;
+        if (prev) {
+          // No time passed (two scrapes at once): keep the last value.
+          util = containerCpuUtil(prev.usage, usage, (at - prev.at) * 1e6, cores) ?? prev.last;
+        } else {
+          const since = await secondsSinceStart(ctx.fs, c.initPid);
+          if (since !== undefined) util = containerCpuUtil({ user: 0, system: 0 }, usage, since * 1e9, cores);
+        }
+        states.set(c.id, { usage, at, last: util });
+        const labels = containerLabels(c);
+        const samples = [
+          gauge("cpu_util_container_cores", "cpu core number for the containers", cores, labels),
+        ];
+        if (util) {
+          samples.push(
+            gauge("cpu_util_container_sys", "cpu sys for the containers", util.sys, labels),
+            gauge("cpu_util_container_usr", "cpu usr for the containers", util.usr, labels),
+            gauge("cpu_util_container_total", "cpu total for the containers", util.total, labels),
+          );
+        }
+        return samples;
+      });
+      // Deleted containers leave no state behind.
+      for (const id of states.keys()) if (!seen.has(id)) states.delete(id);
+      return out;
+    },
+  };
+}

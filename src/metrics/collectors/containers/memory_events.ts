@@ -1,0 +1,61 @@
+// memory_events_container_<event>: cgroup2 memory.events counters (low, high,
+// max, oom, oom_kill, oom_group_kill, ...; hierarchical, as the kernel
+// reports them), filtered by MetricCollector.MemoryEvents Included / Excluded.
+// A v1 memory cgroup has no memory.events; what it has is mapped onto the
+// same names: memory.failcnt (charges that hit the limit) → max, and
+// memory.oom_control's oom_kill → oom_kill. v1 counts nothing for low, high,
+// oom or oom_group_kill, so those series are absent there.
+
+import { parseKeyValue } from "../../../host/keyvalue.ts";
+import { SourceError } from "../../../host/fs.ts";
+import { containerLabels, type ContainerRegistry } from "../../../pod/container.ts";
+import type { Collector, CollectorContext } from "../../collector.ts";
+import { NameFilter } from "../../filter.ts";
+import { gauge, type Sample } from "../../sample.ts";
+import { type CgroupDir, controllerDir, parseSingleInt, perContainer, readCgroupFile } from "./cgroup.ts";
+
+/** v1 memory.failcnt + memory.oom_control → events, each only when its file exists. */
+export function v1MemoryEvents(failcnt: string | undefined, oomControl: string | undefined, dir: string) {
+  const out = new Map<string, number>();
+  if (failcnt !== undefined) out.set("max", parseSingleInt(failcnt, `${dir}/memory.failcnt`));
+  if (oomControl !== undefined) {
+    const kv = parseKeyValue(oomControl, `${dir}/memory.oom_control`);
+    const kills = kv.get("oom_kill"); // since 4.13
+    if (kills !== undefined) out.set("oom_kill", kills);
+    else if (!kv.has("under_oom")) throw new SourceError(`${dir}/memory.oom_control`, "garbled");
+  }
+  return out;
+}
+
+async function readEvents(d: CgroupDir): Promise<Map<string, number> | undefined> {
+  if (d.v2) {
+    const text = await readCgroupFile(d.dir, "memory.events");
+    return text === undefined ? undefined : parseKeyValue(text, `${d.dir}/memory.events`);
+  }
+  const failcnt = await readCgroupFile(d.dir, "memory.failcnt");
+  const oom = await readCgroupFile(d.dir, "memory.oom_control");
+  return v1MemoryEvents(failcnt, oom, d.dir);
+}
+
+export function memoryEventsContainer(ctx: CollectorContext, containers: ContainerRegistry): Collector {
+  const cfg = ctx.config.MetricCollector.MemoryEvents;
+  const filter = new NameFilter(cfg.Included, cfg.Excluded);
+  return {
+    name: "memory_events",
+    collect() {
+      return perContainer(containers.list(), async (c): Promise<Sample[]> => {
+        const d = controllerDir(c, "memory");
+        const events = d && await readEvents(d);
+        if (!events) return [];
+        const labels = containerLabels(c);
+        const out: Sample[] = [];
+        for (const [key, value] of events) {
+          if (filter.accepts(key)) {
+            out.push(gauge(`memory_events_container_${key}`, `memory events ${key}`, value, labels));
+          }
+        }
+        return out;
+      });
+    },
+  };
+}
