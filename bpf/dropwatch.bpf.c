@@ -38,7 +38,7 @@
  *                          skb_drop_reason_subsys) and any reason >= 1024
  *   dropwatch_suppressed   PERCPU_ARRAY[1] __u64: drops over the rate limit
  *   dropwatch_events       RINGBUF 4 MiB (~10k records: a 1 s agent stall at 10k reported drops/s), records struct drop_event
- *                          (400 bytes, layout below, little endian)
+ *                          (408 bytes, layout below, little endian)
  *   dropwatch_events_lost  PERCPU_ARRAY[1] __u64: records lost on a full ring
  *
  * struct drop_event (offsets in bytes; ports, seq and ack_seq in host order;
@@ -61,7 +61,8 @@
  *   96  __u32 pkt_len       IP datagram length from its header (IPv6:
  *                           payload length + 40), else skb->len
  *   100 __u32 ifindex       skb->dev's, else skb->skb_iif
- *   104 __u32 netns_ino     inode of the netns (ls -l /proc/PID/ns/net)
+ *   104 __u32 netns_ino     inode of the netns (ls -l /proc/PID/ns/net): skb->dev's,
+ *                           else the socket's; the agent maps it to a container
  *   108 __u16 queue_mapping skb->queue_mapping
  *   110 __u8  sk_state      skc_state of skb->sk, else of rx_sk (0: none)
  *   111 __u8  flags         DW_F_* below
@@ -70,7 +71,12 @@
  *   132 __u32 ack_backlog      sk_ack_backlog: accept queue length
  *   136 __u32 syn_qlen         TCP listener's request sock (SYN) queue length
  *   140 __s32 stack_bytes      bpf_get_stack() result (bytes, or -errno)
- *   144 __u64 stack[32]        kernel stack, innermost first
+ *   144 __u64 cgroup_id        cgroup2 id of the socket's owner (sk_cgrp_data: the
+ *                              cgroup of the task that created the socket), for
+ *                              full sockets only; 0 without one. Not the current
+ *                              task's: most drops run in softirq context, where
+ *                              current is whatever task the interrupt hit.
+ *   152 __u64 stack[32]        kernel stack, innermost first
  */
 #include "huatuo.h"
 #include <bpf/bpf_endian.h>
@@ -132,10 +138,11 @@ struct drop_event {
 	__u32 ack_backlog;
 	__u32 syn_qlen;
 	__s32 stack_bytes;
+	__u64 cgroup_id;
 	__u64 stack[STACK_DEPTH];
 };
 
-_Static_assert(sizeof(struct drop_event) == 400, "struct drop_event is part of the agent contract");
+_Static_assert(sizeof(struct drop_event) == 408, "struct drop_event is part of the agent contract");
 
 struct dw_bucket {
 	__u64 credit_ns; /* time credit: one event costs token_cost_ns */
@@ -312,6 +319,12 @@ static __always_inline void read_sock(struct drop_event *ev, struct sock *sk, st
 	ev->sk_state = state;
 	ev->flags |= DW_F_SK;
 	if (state != TCP_TIME_WAIT && state != TCP_NEW_SYN_RECV) { /* full sockets only */
+		if (bpf_core_field_exists(s->sk_cgrp_data.cgroup)) {
+			struct cgroup *cg = BPF_CORE_READ(s, sk_cgrp_data.cgroup);
+
+			if (cg)
+				ev->cgroup_id = BPF_CORE_READ(cg, kn, id);
+		}
 		ev->max_ack_backlog = BPF_CORE_READ(s, sk_max_ack_backlog);
 		ev->ack_backlog = BPF_CORE_READ(s, sk_ack_backlog);
 		if (state == TCP_LISTEN && ev->l4proto == IPPROTO_TCP) {

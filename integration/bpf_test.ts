@@ -508,7 +508,10 @@ Deno.test({
             const readDocs = (): any[] => {
               try {
                 const file = Deno.readTextFileSync(`${ROOT}/huatuo-local/hungtask`).trim().split("\n");
-                return file.map((l) => JSON.parse(l)).filter((doc) => doc.tracer_data?.pid === pid);
+                // This agent's documents only: another agent (a benchmark) may share the directory.
+                return file.map((l) => JSON.parse(l)).filter((doc) =>
+                  doc.tracer_data?.pid === pid && doc.region === "it"
+                );
               } catch {
                 return [];
               }

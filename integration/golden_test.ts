@@ -21,8 +21,8 @@ async function expectedFor(root: string) {
 
 /** promtool lint findings that the seed's metric names make unavoidable. */
 const SEED_NAMING = [
-  /^huatuo_bamai_netstat_Tcp(Ext)?_\w+ metric names should be written in 'snake_case' not 'camelCase'$/,
-  /^huatuo_bamai_(arp|cpu_util)_total non-counter metrics should not have "_total" suffix$/,
+  /^huatuo_bamai_netstat_(container_)?Tcp(Ext)?_\w+ metric names should be written in 'snake_case' not 'camelCase'$/,
+  /^huatuo_bamai_(arp|cpu_util|cpu_util_container)_total non-counter metrics should not have "_total" suffix$/,
 ];
 
 async function promtool(text: string): Promise<{ code: number; findings: string[] }> {

@@ -30,6 +30,7 @@ import { bpfProgramsCollector } from "./bpf/stats.ts";
 import { VERSION } from "./version.ts";
 import { CgroupContainerRegistry } from "./pod/registry.ts";
 import { KubeletClient, kubeletCollector } from "./pod/kubelet.ts";
+import { containerRegistryCollector } from "./pod/registry_stats.ts";
 import { withContainerCollectors } from "./metrics/collectors/containers/index.ts";
 
 export const EXIT_OK = 0;
@@ -174,7 +175,7 @@ export async function runAgent(opts: CliOptions): Promise<number> {
   const hub = new EventHub();
   const store = LocalFileStore.fromConfig(config);
   const es = startEsStorage(config, { disableStorage: opts.disableStorage, log });
-  const events = createEventSink({ hostname: host, region: opts.region, store, hub, log, es });
+  const events = createEventSink({ hostname: host, region: opts.region, store, hub, log, es, containers });
   const registry = buildRegistry(
     { fs, config, log, bpf, events, containers },
     { host, region: opts.region },
@@ -182,6 +183,7 @@ export async function runAgent(opts: CliOptions): Promise<number> {
   );
   registry.register(esStorageCollector(es));
   registry.register(kubeletCollector(kubelet));
+  registry.register(containerRegistryCollector(containers));
   registry.register(eventsCollector(hub));
   const loopLag = new LoopLagMonitor();
   loopLag.start();

@@ -152,7 +152,11 @@ export interface CpuStackBpf {
 }
 
 export interface CpuStackSamplerOptions {
-  /** How long to wait for every CPU's sample. Default 250 ms. */
+  /**
+   * How long to wait for every CPU's sample. Default 1000 ms: samples come within a few ms, but through the
+   * ring buffer the JS thread polls, so a busy event loop delays them; only a CPU that never takes an
+   * interrupt waits out the whole timeout.
+   */
   timeoutMs?: number;
   formatStack?: (addrs: bigint[]) => string;
 }
@@ -171,7 +175,7 @@ export class CpuStackSampler {
   readonly #formatStack: (addrs: bigint[]) => string;
 
   constructor(readonly bpf: CpuStackBpf, opts: CpuStackSamplerOptions = {}) {
-    this.#timeoutMs = opts.timeoutMs ?? 250;
+    this.#timeoutMs = opts.timeoutMs ?? 1000;
     this.#formatStack = opts.formatStack ?? ((a) => kernelSymbols().formatStack(a));
   }
 

@@ -41,6 +41,12 @@ export interface DiscoveryResult {
   dirs: number;
   /** What could not be read (permission, truncated walk); vanished directories are not errors. */
   errors: string[];
+  /**
+   * Container id → inode of its v1 blkio cgroup dir (iolatency's per-cgroup
+   * key on v1 hosts); only containers that have one. Kept beside Container,
+   * whose shape is the shared contract.
+   */
+  blkioCgroupIds: Map<string, number>;
 }
 
 const DEFAULT_SLICE_MS = 2;
@@ -256,9 +262,14 @@ export async function discoverContainers(opts: DiscoveryOptions): Promise<Discov
   let dirs = 0;
   for (const h of hierarchies) dirs += await walk(h, root, found, maxDirs, slicer, errors);
   const containers: Container[] = [];
+  const blkioCgroupIds = new Map<string, number>();
+  const blkio = holding(hierarchies, "blkio");
   for (const id of [...found.keys()].sort()) {
     await slicer.tick();
-    containers.push(describe(opts.fs, found.get(id)!, hierarchies));
+    const f = found.get(id)!;
+    containers.push(describe(opts.fs, f, hierarchies));
+    const ino = inode(blkio && f.paths[blkio]);
+    if (ino) blkioCgroupIds.set(id, ino);
   }
-  return { containers, hierarchies, dirs, errors };
+  return { containers, hierarchies, dirs, errors, blkioCgroupIds };
 }

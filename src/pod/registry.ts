@@ -27,12 +27,23 @@ export interface CgroupRegistryOptions {
 
 export const DEFAULT_REFRESH_MS = 10_000;
 
+/**
+ * A cgroup controller whose kernfs id a BPF map keys on: the kernel's cpu,
+ * memory and io (v1 name blkio) subsystems.
+ */
+export type CgroupController = "cpu" | "memory" | "blkio";
+
 export class CgroupContainerRegistry implements ContainerRegistry {
   private containers: readonly Container[] = [];
   private ids = new Map<string, Container>();
   private cgroup2 = new Map<number, Container>();
   private memcg = new Map<number, Container>();
   private cpucg = new Map<number, Container>();
+  private blkiocg = new Map<number, Container>();
+  /** Container id → v1 blkio inode, from the last scan (Container has no field for it). */
+  private blkioIds = new Map<string, number>();
+  /** Controllers mounted in a v1 hierarchy at the last scan; the others live in cgroup2. */
+  private v1Controllers = new Set<string>();
   private netns = new Map<number, Container>();
   private timer: ReturnType<typeof setTimeout> | undefined;
   private running: Promise<void> | undefined;
@@ -80,6 +91,35 @@ export class CgroupContainerRegistry implements ContainerRegistry {
 
   byCpuCgroupId(id: number | bigint): Container | undefined {
     return this.cpucg.get(Number(id));
+  }
+
+  /** By inode of the v1 blkio cgroup dir. */
+  byBlkioCgroupId(id: number | bigint): Container | undefined {
+    return this.blkiocg.get(Number(id));
+  }
+
+  /** Inode of the container's v1 blkio cgroup dir; 0 if none. */
+  blkioCgroupId(containerId: string): number {
+    return this.blkioIds.get(containerId) ?? 0;
+  }
+
+  /**
+   * By the kernfs id a task's css of `controller` carries (what BPF reads
+   * from task->cgroups->subsys[...]->cgroup->kn->id): the inode of the
+   * controller's v1 cgroup dir when a v1 hierarchy holds the controller, else
+   * the cgroup2 id. Never mixes the two: inode numbers of different
+   * hierarchies may coincide.
+   */
+  byControllerCgroupId(controller: CgroupController, id: number | bigint): Container | undefined {
+    if (!this.v1Controllers.has(controller)) return this.cgroup2.get(Number(id));
+    switch (controller) {
+      case "cpu":
+        return this.cpucg.get(Number(id));
+      case "memory":
+        return this.memcg.get(Number(id));
+      case "blkio":
+        return this.blkiocg.get(Number(id));
+    }
   }
 
   /**
@@ -148,6 +188,8 @@ export class CgroupContainerRegistry implements ContainerRegistry {
     }
     const next = res.containers.map((c) => this.named(c));
     this.logChurn(next);
+    this.blkioIds = res.blkioCgroupIds;
+    this.v1Controllers = new Set(res.hierarchies.flatMap((h) => h.controllers));
     this.install(next, this.hostNetns);
     this.lastRefresh = { ms: performance.now() - t0, dirs: res.dirs, containers: next.length };
     this.reportError(
@@ -194,9 +236,12 @@ export class CgroupContainerRegistry implements ContainerRegistry {
     const cgroup2 = new Map<number, Container>();
     const memcg = new Map<number, Container>();
     const cpucg = new Map<number, Container>();
+    const blkiocg = new Map<number, Container>();
     const netns = new Map<number, Container>();
     for (const c of next) {
       ids.set(c.id, c);
+      const blkio = this.blkioIds.get(c.id);
+      if (blkio) blkiocg.set(blkio, c);
       if (c.cgroupId) cgroup2.set(c.cgroupId, c);
       if (c.memcgId) memcg.set(c.memcgId, c);
       if (c.cpuCgroupId) cpucg.set(c.cpuCgroupId, c);
@@ -212,6 +257,7 @@ export class CgroupContainerRegistry implements ContainerRegistry {
     this.cgroup2 = cgroup2;
     this.memcg = memcg;
     this.cpucg = cpucg;
+    this.blkiocg = blkiocg;
     this.netns = netns;
   }
 }

@@ -3,7 +3,13 @@ import { HostFs } from "../host/fs.ts";
 import { createLogger } from "../log/logger.ts";
 import type { PodInfo } from "./container.ts";
 import { CgroupContainerRegistry, type PodSource } from "./registry.ts";
-import { CgroupTestTree, sampleSpecs, statInode } from "./cgroup_test_tree.ts";
+import {
+  CGROUP_MOUNT,
+  CgroupTestTree,
+  removeCgroupTree,
+  sampleSpecs,
+  statInode,
+} from "./cgroup_test_tree.ts";
 
 function capture() {
   const lines: string[] = [];
@@ -87,5 +93,53 @@ Deno.test("registry logs a discovery failure once, and its recovery", async () =
     await a;
   } finally {
     await Deno.remove(base, { recursive: true });
+  }
+});
+
+Deno.test("registry: v1 blkio ids and controller-exact lookups (v1 inode where a v1 hierarchy holds it)", async () => {
+  const tree = await CgroupTestTree.create("bpfc-reg");
+  if (!tree) return;
+  // The test tree has no blkio hierarchy: the containers get one here, as iolatency needs.
+  const blkioRoot = `${CGROUP_MOUNT}/blkio${tree.root}`;
+  const hasBlkio = await Deno.stat(`${CGROUP_MOUNT}/blkio/cgroup.procs`).then(() => true, () => false);
+  const { log } = capture();
+  const reg = new CgroupContainerRegistry({ fs: new HostFs(), log, root: tree.root });
+  try {
+    const specs = sampleSpecs().slice(0, 3);
+    for (const s of specs) {
+      const t = await tree.add(s);
+      if (!hasBlkio) continue;
+      await Deno.mkdir(`${blkioRoot}${s.rel}`, { recursive: true });
+      await Deno.writeTextFile(`${blkioRoot}${s.rel}/cgroup.procs`, `${t.pid}\n`);
+    }
+    await reg.refresh();
+    for (const t of tree.containers.values()) {
+      const cpu = await statInode(t.dirs["cpu"] ?? t.dirs["cpu,cpuacct"]);
+      const mem = await statInode(t.dirs["memory"]);
+      const v2 = await statInode(t.dirs["unified"]);
+      assertEquals(reg.byControllerCgroupId("cpu", BigInt(cpu))?.id, t.id);
+      assertEquals(reg.byControllerCgroupId("memory", mem)?.id, t.id);
+      // cpu and memory are v1 here: a cgroup2 id is not theirs.
+      if (reg.byCpuCgroupId(v2)?.id !== t.id) assertEquals(reg.byControllerCgroupId("cpu", v2), undefined);
+      if (!hasBlkio) continue;
+      const blkio = await statInode(`${blkioRoot}${t.rel}`);
+      assertEquals(reg.blkioCgroupId(t.id), blkio);
+      assertEquals(reg.byBlkioCgroupId(blkio)?.id, t.id);
+      assertEquals(reg.byControllerCgroupId("blkio", blkio)?.id, t.id);
+    }
+    if (!hasBlkio) console.warn("no v1 blkio hierarchy: blkio lookups not checked");
+    // Indexes follow relabel() and a removal.
+    reg.relabel();
+    const gone = specs[0];
+    const goneBlkio = reg.blkioCgroupId(gone.id);
+    await tree.remove(gone.id);
+    await removeCgroupTree(`${blkioRoot}${gone.rel}`);
+    await reg.refresh();
+    assertEquals(reg.blkioCgroupId(gone.id), 0);
+    if (hasBlkio) assertEquals(reg.byBlkioCgroupId(goneBlkio), undefined);
+    assertEquals(reg.list().length, specs.length - 1);
+  } finally {
+    await tree.cleanup();
+    await removeCgroupTree(blkioRoot);
   }
 });

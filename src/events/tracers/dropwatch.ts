@@ -21,7 +21,7 @@ import type { EventSink } from "../sink.ts";
 
 // ---- struct drop_event (bpf/dropwatch.bpf.c) ------------------------------
 
-export const DROP_RECORD_SIZE = 400;
+export const DROP_RECORD_SIZE = 408;
 export const STACK_DEPTH = 32;
 
 /** Byte offsets of struct drop_event. */
@@ -52,7 +52,8 @@ export const OFF = {
   ackBacklog: 132,
   synQlen: 136,
   stackBytes: 140,
-  stack: 144,
+  cgroupId: 144,
+  stack: 152,
 } as const;
 
 /** drop_event.flags */
@@ -604,6 +605,19 @@ export function dropTracerData(view: DataView, offset: number, ctx: DecodeContex
   };
 }
 
+/**
+ * What ties a drop to a container (the sink looks the cgroup id up first, then
+ * the netns): the cgroup2 id of the socket's owner when the skb had a full
+ * socket, and the inode of the network namespace the packet was in (its
+ * device's, else its socket's). 0 when the drop did not carry one.
+ */
+export function dropContainerKeys(view: DataView, offset: number): { cgroupId: bigint; netnsInode: number } {
+  return {
+    cgroupId: view.getBigUint64(offset + OFF.cgroupId, true),
+    netnsInode: view.getUint32(offset + OFF.netnsIno, true),
+  };
+}
+
 // ---- filters -----------------------------------------------------------------
 
 /**
@@ -699,7 +713,13 @@ export class DropwatchTracer extends BpfTracer {
     const onRecord: RecordHandler = (view, offset) => {
       const data = dropTracerData(view, offset, this.#decodeContext());
       if (excludedLocation(data.location as string, ctx.excludeNeighInvalidate)) return;
-      ctx.events?.({ tracerName: "dropwatch", data });
+      const { cgroupId, netnsInode } = dropContainerKeys(view, offset);
+      ctx.events?.({
+        tracerName: "dropwatch",
+        data,
+        cgroupId: cgroupId || undefined,
+        netnsInode: netnsInode || undefined,
+      });
     };
     super({
       name: "dropwatch",

@@ -12,6 +12,7 @@ import { assert, assertEquals, assertMatch, assertThrows } from "../../testing/a
 import type { EventInput } from "../sink.ts";
 import {
   DROP_RECORD_SIZE,
+  dropContainerKeys,
   DropNames,
   dropTracerData,
   dropType,
@@ -84,6 +85,7 @@ interface RecordInit {
   pktLen?: number;
   ifindex?: number;
   netnsIno?: number;
+  cgroupId?: bigint;
   queue?: number;
   skState?: number;
   flags?: number;
@@ -125,6 +127,7 @@ function record(r: RecordInit): DataView {
   v.setUint32(o + OFF.maxAckBacklog, r.maxAckBacklog ?? 0, true);
   v.setUint32(o + OFF.ackBacklog, r.ackBacklog ?? 0, true);
   v.setUint32(o + OFF.synQlen, r.synQlen ?? 0, true);
+  v.setBigUint64(o + OFF.cgroupId, r.cgroupId ?? 0n, true);
   const stack = r.stack ?? [];
   v.setInt32(o + OFF.stackBytes, stack.length * 8, true);
   stack.forEach((a, i) => v.setBigUint64(o + OFF.stack + i * 8, a, true));
@@ -259,6 +262,16 @@ Deno.test("dropTracerData: IPv6 UDP without device or socket, unknown values are
     0,
     "common_drop",
   ]);
+});
+
+Deno.test("dropContainerKeys: the socket owner's cgroup id and the netns inode; the record layout", () => {
+  assertEquals([DROP_RECORD_SIZE, OFF.stackBytes, OFF.cgroupId, OFF.stack], [408, 140, 144, 152]);
+  const v = record({ netnsIno: 4026532001, cgroupId: 0x1_0000_2345n, stack: [0xffffffff81100010n] });
+  assertEquals(dropContainerKeys(v, 8), { cgroupId: 0x1_0000_2345n, netnsInode: 4026532001 });
+  assertEquals(dropContainerKeys(record({}), 8), { cgroupId: 0n, netnsInode: 0 });
+  // The cgroup id sits between stack_bytes and the stack: the stack still decodes.
+  const d = dropTracerData(v, 8, { names: NAMES, ksyms: KSYMS });
+  assertEquals(d.stack, "sk_skb_reason_drop+0x10/0x200");
 });
 
 Deno.test("dropType: SYN and final-ACK drops at a listener; everything else is common_drop", () => {
@@ -870,6 +883,83 @@ Deno.test({
       excluded.stop();
       included.stop();
       teardownNetns();
+    }
+  },
+});
+
+// ---- container keys of a real drop -------------------------------------------
+
+const CG2 = "/sys/fs/cgroup/unified";
+
+Deno.test({
+  name:
+    "a full receive queue in a process of a test cgroup → the event carries that cgroup2 id and the netns inode",
+  ignore: skip !== undefined || !exists(`${CG2}/cgroup.procs`),
+  async fn() {
+    const dir = `${CG2}/huatuo-it-dwcg`;
+    try {
+      Deno.removeSync(dir);
+    } catch { /* not there */ }
+    Deno.mkdirSync(dir);
+    // The socket is made by a process that joined the cgroup first: sk_cgrp_data is the creator's cgroup.
+    const code = `const c = Deno.listenDatagram({ transport: "udp", hostname: "127.0.0.1", port: 0 });
+console.log((c.addr as Deno.NetAddr).port); setInterval(() => {}, 1e6);`; // never reads; stays alive
+    const child = new Deno.Command("sh", {
+      args: [
+        "-c",
+        'echo $$ > "$1/cgroup.procs" && exec "$0" eval --unstable-net "$2"',
+        Deno.execPath(),
+        dir,
+        code,
+      ],
+      stdout: "piped",
+      stderr: "null",
+    }).spawn();
+    const r = await run();
+    const s = new Sock(AF_INET, SOCK_DGRAM).bind("127.0.0.1");
+    try {
+      const reader = child.stdout.getReader();
+      const { value } = await reader.read();
+      reader.releaseLock();
+      const port = Number(new TextDecoder().decode(value).trim());
+      assert(port > 0, "child's UDP port");
+      // Nobody reads: the socket's receive buffer fills and the rest are dropped with the socket as rx_sk.
+      for (let i = 0; i < 600; i++) s.send(1000, { addr: "127.0.0.1", port });
+      const ev = await waitFor(
+        "receive buffer drop",
+        () =>
+          r.events.find((e) =>
+            e.data.dport === port && e.data.sport === s.port && e.data.reason !== "NO_SOCKET"
+          ),
+      );
+      assertEquals(ev.data.reason, "SOCKET_RCVBUFF");
+      assertEquals(
+        ev.cgroupId,
+        BigInt(Deno.statSync(dir).ino!),
+        "cgroup2 id = inode of the cgroup directory",
+      );
+      assertEquals(ev.netnsInode, Deno.statSync("/proc/self/ns/net").ino, "the host netns (lo's)");
+      // A drop before any socket (closed port) has no owner: only the netns ties it to a container.
+      const closed = closedPort(AF_INET, SOCK_DGRAM, "127.0.0.1");
+      s.send(10, { addr: "127.0.0.1", port: closed });
+      const ev2 = await waitFor("closed port drop", () => r.events.find((e) => e.data.dport === closed));
+      assertEquals([ev2.cgroupId, ev2.netnsInode], [undefined, Deno.statSync("/proc/self/ns/net").ino]);
+    } finally {
+      s.close();
+      r.stop();
+      try {
+        child.kill("SIGKILL");
+      } catch { /* gone */ }
+      await child.status;
+      await child.stdout.cancel().catch(() => {});
+      for (let i = 0; i < 50; i++) {
+        try {
+          Deno.removeSync(dir);
+          break;
+        } catch {
+          await new Promise((res) => setTimeout(res, 20));
+        }
+      }
     }
   },
 });

@@ -12,6 +12,7 @@ import { kernelSymbols, stackAddrs } from "../../bpf/ksyms.ts";
 import type { Logger } from "../../log/logger.ts";
 import { type Tracer, type TracerContext, UnsupportedError } from "../../tracing/manager.ts";
 import type { EventSink } from "../sink.ts";
+import { taskCgroupId } from "./task_cgroup.ts";
 
 export const TRACER_NAME = "softirq_tracing";
 
@@ -306,7 +307,12 @@ function onRecord(log: Logger, events?: EventSink): RecordHandler {
       offtime_ns: Number(r.offtime),
       in_softirq: r.serving,
     });
-    events?.({ tracerName: TRACER_NAME, data: softirqTracerData(r, (a) => syms.formatStack(a)) });
+    events?.({
+      tracerName: TRACER_NAME,
+      data: softirqTracerData(r, (a) => syms.formatStack(a)),
+      // The task that was on the CPU: its container, when it still runs.
+      cgroupId: taskCgroupId(r.pid),
+    });
   };
 }
 

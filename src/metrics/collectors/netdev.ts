@@ -5,7 +5,7 @@
 import { NETDEV_FIELDS, type NetDevCounters, parseNetDev } from "../../host/netdev.ts";
 import { defineCollector } from "../collector.ts";
 import { NameFilter } from "../filter.ts";
-import { counter, type Sample } from "../sample.ts";
+import { counter, type Labels, type Sample } from "../sample.ts";
 import { readLinkStats } from "./qdisc.ts";
 
 export default defineCollector("netdev", ({ fs, config }) => {
@@ -18,14 +18,26 @@ export default defineCollector("netdev", ({ fs, config }) => {
   };
   return {
     async collect() {
-      const out: Sample[] = [];
-      for (const [device, counters] of await read()) {
-        if (!filter.accepts(device)) continue;
-        for (const f of NETDEV_FIELDS) {
-          out.push(counter(`netdev_${f}_total`, `Network device statistic ${f}.`, counters[f], { device }));
-        }
-      }
-      return out;
+      return netdevSamples(await read(), filter);
     },
   };
 });
+
+/** `<prefix>_<field>_total{device}` of each device the filter accepts; shared with netdev_container_*. */
+export function netdevSamples(
+  devices: Map<string, NetDevCounters>,
+  filter: NameFilter,
+  prefix = "netdev",
+  labels: Labels = {},
+): Sample[] {
+  const out: Sample[] = [];
+  for (const [device, counters] of devices) {
+    if (!filter.accepts(device)) continue;
+    for (const f of NETDEV_FIELDS) {
+      out.push(
+        counter(`${prefix}_${f}_total`, `Network device statistic ${f}.`, counters[f], { ...labels, device }),
+      );
+    }
+  }
+  return out;
+}

@@ -4,9 +4,10 @@
 import { parseProtoStats } from "../../host/netstat.ts";
 import { defineCollector } from "../collector.ts";
 import { NameFilter } from "../filter.ts";
-import { gauge, type Sample } from "../sample.ts";
+import { gauge, type Labels, type Sample } from "../sample.ts";
 
-const SOURCES = [["1/net/snmp", "Tcp"], ["1/net/netstat", "TcpExt"]] as const;
+/** Files under /proc/<pid>/ and the section each contributes. */
+export const NETSTAT_SOURCES = [["net/snmp", "Tcp"], ["net/netstat", "TcpExt"]] as const;
 
 export default defineCollector("netstat", ({ fs, config }) => {
   const filter = new NameFilter(
@@ -15,17 +16,33 @@ export default defineCollector("netstat", ({ fs, config }) => {
   );
   return {
     async collect() {
-      const out: Sample[] = [];
-      const texts = await Promise.all(SOURCES.map(([rel]) => fs.readText(fs.proc(rel))));
-      SOURCES.forEach(([rel, proto], i) => {
-        const fields = parseProtoStats(texts[i], fs.proc(rel)).get(proto);
-        if (!fields) throw new Error(`${fs.proc(rel)}: no ${proto} section`);
-        for (const [field, value] of fields) {
-          const key = `${proto}_${field}`;
-          if (filter.accepts(key)) out.push(gauge(`netstat_${key}`, `statistic ${proto}${field}.`, value));
-        }
-      });
-      return out;
+      const paths = NETSTAT_SOURCES.map(([rel]) => fs.proc(`1/${rel}`));
+      return netstatSamples(await Promise.all(paths.map((p) => fs.readText(p))), paths, filter);
     },
   };
 });
+
+/**
+ * `<prefix>_Tcp_*` / `<prefix>_TcpExt_*` the filter accepts, from the texts of
+ * NETSTAT_SOURCES (in that order) read at `paths`; shared with netstat_container_*.
+ */
+export function netstatSamples(
+  texts: readonly string[],
+  paths: readonly string[],
+  filter: NameFilter,
+  prefix = "netstat",
+  labels?: Labels,
+): Sample[] {
+  const out: Sample[] = [];
+  NETSTAT_SOURCES.forEach(([, proto], i) => {
+    const fields = parseProtoStats(texts[i], paths[i]).get(proto);
+    if (!fields) throw new Error(`${paths[i]}: no ${proto} section`);
+    for (const [field, value] of fields) {
+      const key = `${proto}_${field}`;
+      if (filter.accepts(key)) {
+        out.push(gauge(`${prefix}_${key}`, `statistic ${proto}${field}.`, value, labels));
+      }
+    }
+  });
+  return out;
+}

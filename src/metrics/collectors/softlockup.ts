@@ -13,6 +13,7 @@ import type { EventSink } from "../../events/sink.ts";
 import type { Logger } from "../../log/logger.ts";
 import { defineCollector } from "../collector.ts";
 import { counter } from "../sample.ts";
+import { taskCgroupId } from "../../events/tracers/task_cgroup.ts";
 
 const decoder = new TextDecoder();
 
@@ -84,7 +85,11 @@ function onRecord(
     log.warn("soft lockup detected", { ...data, suppressed: d.suppressed || undefined });
     if (!parseSoftlockupLine(r.text)) log.warn("soft lockup line not understood", { text: r.text });
     if (!events) return;
-    cpusStack().then((cpus) => events({ tracerName: "softlockup", data: { ...data, cpus_stack: cpus } }))
+    // The stuck task's container, looked up now: by the time the stacks are in it may be gone.
+    const cgroupId = taskCgroupId(data.pid);
+    cpusStack().then((cpus) =>
+      events({ tracerName: "softlockup", cgroupId, data: { ...data, cpus_stack: cpus } })
+    )
       .catch((err) => log.error("softlockup event not emitted", { error: String(err) }));
   };
 }

@@ -8,11 +8,15 @@
 import type { ContainerRegistry } from "../../../pod/container.ts";
 import type { Collector, CollectorContext, CollectorDefinition } from "../../collector.ts";
 import type { Sample } from "../../sample.ts";
+import { arpContainer } from "./arp.ts";
 import { cpuStatContainer } from "./cpu_stat.ts";
 import { cpuUtilContainer } from "./cpu_util.ts";
 import { loadavgContainer } from "./loadavg.ts";
 import { memoryEventsContainer } from "./memory_events.ts";
 import { memoryVmstatContainer } from "./memory_vmstat.ts";
+import { netdevContainer } from "./netdev.ts";
+import { netstatContainer } from "./netstat.ts";
+import { sockstatContainer } from "./sockstat.ts";
 
 export interface ContainerCollectorDefinition {
   readonly name: string;
@@ -25,6 +29,10 @@ export const CONTAINER_COLLECTORS: readonly ContainerCollectorDefinition[] = [
   { name: "loadavg", create: loadavgContainer },
   { name: "memory_vmstat", create: memoryVmstatContainer },
   { name: "memory_events", create: memoryEventsContainer },
+  { name: "netdev", create: netdevContainer },
+  { name: "netstat", create: netstatContainer },
+  { name: "sockstat", create: sockstatContainer },
+  { name: "arp", create: arpContainer },
 ];
 
 /**

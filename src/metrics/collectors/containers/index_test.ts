@@ -20,6 +20,10 @@ Deno.test("names: one BlackList name per seed family", () => {
     "loadavg",
     "memory_vmstat",
     "memory_events",
+    "netdev",
+    "netstat",
+    "sockstat",
+    "arp",
   ]);
 });
 
@@ -34,6 +38,9 @@ Deno.test("withContainerCollectors: same name merged, container-only appended, n
     "loadavg",
     "memory_vmstat",
     "memory_events",
+    "netstat",
+    "sockstat",
+    "arp",
   ]);
   const ctx = context(`${FIXTURES}v1`);
   const names = (await merged[0].create(ctx).collect()).map((s) => s.name);
