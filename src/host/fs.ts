@@ -26,6 +26,15 @@ export class HostFs {
     return `${this.prefix}/dev/${rel}`;
   }
 
+  /** Reads a whole text file synchronously (procfs/sysfs: never waits on a disk); errors name the path. */
+  readTextSync(path: string): string {
+    try {
+      return Deno.readTextFileSync(path);
+    } catch (err) {
+      throw new SourceError(path, describeFsError(err));
+    }
+  }
+
   /** Reads a whole text file; errors name the path and the cause. */
   async readText(path: string): Promise<string> {
     try {

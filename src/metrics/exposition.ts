@@ -30,7 +30,20 @@ export function renderFamilies(families: Iterable<Family>): string {
   return out.join("");
 }
 
+// Rendered label sets by object: label objects reused across scrapes (the
+// registry's merged container labels) are sorted and escaped once.
+const rendered = new WeakMap<Labels, string>();
+
 export function renderLabels(labels: Labels): string {
+  let s = rendered.get(labels);
+  if (s === undefined) {
+    s = renderLabelsUncached(labels);
+    rendered.set(labels, s);
+  }
+  return s;
+}
+
+function renderLabelsUncached(labels: Labels): string {
   const keys = Object.keys(labels);
   if (keys.length === 0) return "";
   keys.sort();

@@ -88,6 +88,19 @@ export class Registry {
     }
   }
 
+  // Collectors that reuse one label object per source (containerLabels) get
+  // the same merged object back every scrape, so rendering can cache it too.
+  #merged = new WeakMap<Labels, Labels>();
+
+  #withConstLabels(labels: Labels): Labels {
+    let merged = this.#merged.get(labels);
+    if (!merged) {
+      merged = { ...labels, ...this.#constLabels };
+      this.#merged.set(labels, merged);
+    }
+    return merged;
+  }
+
   #families(results: CollectorResult[]): Map<string, Family> {
     const families = new Map<string, Family>();
     const add = (s: Sample, from: string) => {
@@ -100,7 +113,7 @@ export class Registry {
         this.#log.warn("sample type conflicts with its family; dropped", { collector: from, metric: name });
         return;
       }
-      const labels: Labels = s.labels ? { ...s.labels, ...this.#constLabels } : this.#constLabels;
+      const labels: Labels = s.labels ? this.#withConstLabels(s.labels) : this.#constLabels;
       (f.series as Series[]).push({ labels, value: s.value });
     };
     for (const r of results) {

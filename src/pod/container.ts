@@ -42,15 +42,25 @@ export interface Container {
   pod?: PodInfo;
 }
 
-/** The Prometheus labels of a container series, exactly the seed's names. */
-export function containerLabels(c: Container): Record<string, string> {
-  return {
-    container_host: c.pod?.pod ?? "",
-    container_hostnamespace: c.pod?.namespace ?? "",
-    container_level: c.pod?.qos ?? c.qosFromPath,
-    container_name: c.pod?.name ?? c.id.slice(0, 12),
-    container_type: c.pod?.type ?? "",
-  };
+// One frozen label object per Container: a refresh or relabel makes new
+// Container objects, so this never goes stale, and the exposition can cache
+// what it renders for the same object (200 containers × 18+ series a scrape).
+const labelCache = new WeakMap<Container, Readonly<Record<string, string>>>();
+
+/** The Prometheus labels of a container series, exactly the seed's names (frozen; spread to extend). */
+export function containerLabels(c: Container): Readonly<Record<string, string>> {
+  let labels = labelCache.get(c);
+  if (!labels) {
+    labels = Object.freeze({
+      container_host: c.pod?.pod ?? "",
+      container_hostnamespace: c.pod?.namespace ?? "",
+      container_level: c.pod?.qos ?? c.qosFromPath,
+      container_name: c.pod?.name ?? c.id.slice(0, 12),
+      container_type: c.pod?.type ?? "",
+    });
+    labelCache.set(c, labels);
+  }
+  return labels;
 }
 
 /** Event document fields of a container (seed: container_id, _hostname, _host_namespace, _type, _qos). */

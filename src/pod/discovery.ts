@@ -8,6 +8,7 @@
 import { type HostFs, SourceError } from "../host/fs.ts";
 import type { Container } from "./container.ts";
 import { type CgroupPathInfo, parseCgroupPath } from "./cgroup_path.ts";
+import { Slicer } from "../host/slicer.ts";
 
 /** One mounted cgroup hierarchy. */
 export interface Hierarchy {
@@ -107,22 +108,6 @@ interface Found {
   info: CgroupPathInfo;
   /** Hierarchy name → directory. */
   paths: Record<string, string>;
-}
-
-/**
- * Cooperative time slicing: the scan uses sync calls (an async Deno fs op
- * costs 2-3x the CPU of its sync twin: ~80 vs ~33 µs per cgroup readdir,
- * measured) and hands the event loop back every `sliceMs`.
- */
-class Slicer {
-  private since = performance.now();
-  constructor(private readonly sliceMs: number) {}
-
-  async tick(): Promise<void> {
-    if (performance.now() - this.since < this.sliceMs) return;
-    await new Promise((r) => setTimeout(r, 0));
-    this.since = performance.now();
-  }
 }
 
 /** Walks one hierarchy below `root` and records every directory that is a container; not its sub-cgroups. */

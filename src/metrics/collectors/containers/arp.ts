@@ -12,13 +12,13 @@ export function arpContainer({ fs }: CollectorContext, containers: ContainerRegi
   return {
     name: "arp",
     collect() {
-      return perNetns(fs, containers.list(), async (pid) => {
+      return perNetns(fs, containers.list(), (pid) => {
         const path = fs.proc(`${pid}/net/arp`);
         return [
           gauge(
             "arp_container_entries",
             "arp entries in container netns",
-            countArpEntries(await fs.readText(path), path),
+            countArpEntries(fs.readTextSync(path), path),
           ),
         ];
       });

@@ -6,6 +6,7 @@
 
 import type { Container } from "../../../pod/container.ts";
 import { describeFsError, type HostFs, SourceError } from "../../../host/fs.ts";
+import { Slicer } from "../../../host/slicer.ts";
 
 /** The container's cgroup directory was removed (the container was deleted): skip it silently. */
 export class ContainerGone extends Error {
@@ -41,15 +42,16 @@ function dirExists(dir: string): boolean {
 }
 
 /**
- * Reads `dir/name`: undefined when the file does not exist (the controller or
- * feature is absent) while the directory does; ContainerGone when the
- * directory itself is gone (also when it vanished during the read, which
- * fails with ENODEV); SourceError for anything else.
+ * Reads `dir/name` (synchronously: see src/host/slicer.ts): undefined when the
+ * file does not exist (the controller or feature is absent) while the
+ * directory does; ContainerGone when the directory itself is gone (also when
+ * it vanished during the read, which fails with ENODEV); SourceError for
+ * anything else.
  */
-export async function readCgroupFile(dir: string, name: string): Promise<string | undefined> {
+export function readCgroupFile(dir: string, name: string): string | undefined {
   const path = `${dir}/${name}`;
   try {
-    return await Deno.readTextFile(path);
+    return Deno.readTextFileSync(path);
   } catch (err) {
     if (!dirExists(dir)) throw new ContainerGone(dir);
     if (err instanceof Deno.errors.NotFound) return undefined;
@@ -58,29 +60,34 @@ export async function readCgroupFile(dir: string, name: string): Promise<string 
 }
 
 /** Like readCgroupFile, but the file must exist. */
-export async function requireCgroupFile(dir: string, name: string): Promise<string> {
-  const text = await readCgroupFile(dir, name);
+export function requireCgroupFile(dir: string, name: string): string {
+  const text = readCgroupFile(dir, name);
   if (text === undefined) throw new SourceError(`${dir}/${name}`, "no such file or directory");
   return text;
 }
 
 /**
- * Runs `each` per container; a container whose cgroup vanished contributes
- * nothing, any other error fails the whole collection (as a host collector's).
+ * Runs `each` per container, one after another with the event loop handed
+ * back every few ms (each does sync reads); a container whose cgroup vanished
+ * contributes nothing, any other error fails the whole collection (as a host
+ * collector's).
  */
 export async function perContainer<T>(
   containers: readonly Container[],
-  each: (c: Container) => Promise<T[]>,
+  each: (c: Container) => T[] | Promise<T[]>,
 ): Promise<T[]> {
-  const parts = await Promise.all(containers.map(async (c) => {
+  const out: T[] = [];
+  const slicer = new Slicer();
+  for (const c of containers) {
+    await slicer.tick();
     try {
-      return await each(c);
+      for (const x of await each(c)) out.push(x);
     } catch (err) {
-      if (err instanceof ContainerGone) return [];
+      if (err instanceof ContainerGone) continue;
       throw err;
     }
-  }));
-  return parts.flat();
+  }
+  return out;
 }
 
 /** One integer (memory.failcnt, cpu.cfs_quota_us, ...). */
@@ -163,9 +170,9 @@ export function parseIdList(text: string, path: string): number[] {
 export const USER_HZ = 100;
 
 /** Online CPUs of the host, read through the fs root (fixtures included). */
-export async function hostCpus(fs: HostFs): Promise<number> {
+export function hostCpusSync(fs: HostFs): number {
   const path = fs.sys("devices/system/cpu/online");
-  const n = countCpuList(await fs.readText(path), path);
+  const n = countCpuList(fs.readTextSync(path), path);
   if (n <= 0) throw new SourceError(path, "no online CPU");
   return n;
 }

@@ -1,6 +1,6 @@
 // The shared cgroup helpers: controller lookup on v1 (joined and split
 // hierarchies), v2 and hybrid layouts; file formats; gone vs missing.
-import { assert, assertEquals, assertRejects, assertThrows } from "../../../testing/assert.ts";
+import { assert, assertEquals, assertThrows } from "../../../testing/assert.ts";
 import { SourceError } from "../../../host/fs.ts";
 import {
   ContainerGone,
@@ -38,9 +38,9 @@ Deno.test("formats: cpu lists, cpu.max, task state after the last ')', start tim
   assertThrows(() => parseIdList("1 2\n", "x"), SourceError);
 });
 
-Deno.test("readCgroupFile: missing file → undefined, missing directory → ContainerGone", async () => {
+Deno.test("readCgroupFile: missing file → undefined, missing directory → ContainerGone", () => {
   const dir = v1Container().cgroupPaths.memory;
-  assert((await readCgroupFile(dir, "memory.stat"))!.startsWith("cache "));
-  assertEquals(await readCgroupFile(dir, "memory.events"), undefined);
-  await assertRejects(() => readCgroupFile(`${FIXTURES}v1/nonexistent`, "memory.stat"), ContainerGone);
+  assert(readCgroupFile(dir, "memory.stat")!.startsWith("cache "));
+  assertEquals(readCgroupFile(dir, "memory.events"), undefined);
+  assertThrows(() => readCgroupFile(`${FIXTURES}v1/nonexistent`, "memory.stat"), ContainerGone);
 });

@@ -43,11 +43,11 @@ export function cpuStatContainer(_ctx: CollectorContext, containers: ContainerRe
   return {
     name: "cpu_stat",
     collect() {
-      return perContainer(containers.list(), async (c): Promise<Sample[]> => {
+      return perContainer(containers.list(), (c): Sample[] => {
         const d = controllerDir(c, "cpu");
         if (!d) return [];
         const path = `${d.dir}/cpu.stat`;
-        const stat = parseCpuBandwidthStat(await requireCgroupFile(d.dir, "cpu.stat"), path, d.v2);
+        const stat = parseCpuBandwidthStat(requireCgroupFile(d.dir, "cpu.stat"), path, d.v2);
         const labels = containerLabels(c);
         const out: Sample[] = [];
         for (const key of Object.keys(HELP) as (keyof CpuBandwidthStat)[]) {

@@ -17,7 +17,7 @@ import {
   cfsCores,
   controllerDir,
   countCpuList,
-  hostCpus,
+  hostCpusSync,
   parseCpuMax,
   parseSingleInt,
   parseStartTicks,
@@ -69,25 +69,25 @@ export function parseCpuStatUsage(text: string, path: string): CpuUsage {
   return { user: user * 1000, system: system * 1000 };
 }
 
-export async function readCpuUsage(c: Container): Promise<CpuUsage | undefined> {
+export function readCpuUsage(c: Container): CpuUsage | undefined {
   const d = controllerDir(c, "cpuacct");
   if (!d) return undefined;
   const name = d.v2 ? "cpu.stat" : "cpuacct.stat";
-  const text = await requireCgroupFile(d.dir, name);
+  const text = requireCgroupFile(d.dir, name);
   return d.v2 ? parseCpuStatUsage(text, `${d.dir}/${name}`) : parseCpuacctStat(text, `${d.dir}/${name}`);
 }
 
 /** CPUs the container may use; `host` is asked only when neither quota nor cpuset bounds it. */
-export async function readCores(c: Container, host: () => Promise<number>): Promise<number> {
+export function readCores(c: Container, host: () => number): number {
   let quota: number | undefined;
   const cpu = controllerDir(c, "cpu");
   if (cpu?.v2) {
-    const text = await readCgroupFile(cpu.dir, "cpu.max");
+    const text = readCgroupFile(cpu.dir, "cpu.max");
     if (text !== undefined) quota = parseCpuMax(text, `${cpu.dir}/cpu.max`);
   } else if (cpu) {
     // Absent without CONFIG_CFS_BANDWIDTH: unlimited.
-    const q = await readCgroupFile(cpu.dir, "cpu.cfs_quota_us");
-    const p = await readCgroupFile(cpu.dir, "cpu.cfs_period_us");
+    const q = readCgroupFile(cpu.dir, "cpu.cfs_quota_us");
+    const p = readCgroupFile(cpu.dir, "cpu.cfs_period_us");
     if (q !== undefined && p !== undefined) {
       const path = `${cpu.dir}/cpu.cfs_quota_us`;
       quota = cfsCores(parseSingleInt(q, path), parseSingleInt(p, `${cpu.dir}/cpu.cfs_period_us`), path);
@@ -98,7 +98,7 @@ export async function readCores(c: Container, host: () => Promise<number>): Prom
   if (cs) {
     const names = cs.v2 ? ["cpuset.cpus.effective"] : ["cpuset.effective_cpus", "cpuset.cpus"];
     for (const name of names) {
-      const text = await readCgroupFile(cs.dir, name);
+      const text = readCgroupFile(cs.dir, name);
       if (text === undefined) continue;
       const n = countCpuList(text, `${cs.dir}/${name}`);
       if (n > 0) cpuset = n;
@@ -106,21 +106,21 @@ export async function readCores(c: Container, host: () => Promise<number>): Prom
     }
   }
   if (quota !== undefined) return cpuset !== undefined ? Math.min(quota, cpuset) : quota;
-  return cpuset ?? await host();
+  return cpuset ?? host();
 }
 
 /** Seconds since `pid` started (CLOCK_BOOTTIME), or undefined when it is gone. */
-async function secondsSinceStart(fs: HostFs, pid: number): Promise<number | undefined> {
+function secondsSinceStart(fs: HostFs, pid: number): number | undefined {
   if (pid <= 0) return undefined;
   let stat: string;
   const path = fs.proc(`${pid}/stat`);
   try {
-    stat = await Deno.readTextFile(path);
+    stat = Deno.readTextFileSync(path);
   } catch {
     return undefined; // exited: no since-start baseline
   }
   const uptimePath = fs.proc("uptime");
-  const uptime = Number((await fs.readText(uptimePath)).split(" ")[0]);
+  const uptime = Number(fs.readTextSync(uptimePath).split(" ")[0]);
   if (!Number.isFinite(uptime)) throw new SourceError(uptimePath, "garbled");
   return uptime - parseStartTicks(stat, path) / USER_HZ;
 }
@@ -137,18 +137,22 @@ export function cpuUtilContainer(
   now: () => number = () => performance.now(),
 ): Collector {
   const states = new Map<string, State>();
+  const coresCache = new WeakMap<Container, number>();
   return {
     name: "cpu_util",
     async collect() {
       const list = containers.list();
-      let host: Promise<number> | undefined;
-      const hostOnce = () => host ??= hostCpus(ctx.fs);
+      let host: number | undefined;
+      const hostOnce = () => host ??= hostCpusSync(ctx.fs);
       const seen = new Set<string>();
-      const out = await perContainer(list, async (c): Promise<Sample[]> => {
+      const out = await perContainer(list, (c): Sample[] => {
         seen.add(c.id);
-        const usage = await readCpuUsage(c);
+        const usage = readCpuUsage(c);
         if (!usage) return [];
-        const cores = await readCores(c, hostOnce);
+        // Quota and cpuset change rarely (an in-place resize): read once per registry
+        // refresh, which hands out new Container objects.
+        let cores = coresCache.get(c);
+        if (cores === undefined) coresCache.set(c, cores = readCores(c, hostOnce));
         const at = now();
         const prev = states.get(c.id);
         let util: ContainerCpuUtil | undefined;
@@ -156,7 +160,7 @@ export function cpuUtilContainer(
           // No time passed (two scrapes at once): keep the last value.
           util = containerCpuUtil(prev.usage, usage, (at - prev.at) * 1e6, cores) ?? prev.last;
         } else {
-          const since = await secondsSinceStart(ctx.fs, c.initPid);
+          const since = secondsSinceStart(ctx.fs, c.initPid);
           if (since !== undefined) util = containerCpuUtil({ user: 0, system: 0 }, usage, since * 1e9, cores);
         }
         states.set(c.id, { usage, at, last: util });

@@ -98,7 +98,9 @@ Deno.test("deltas between scrapes; unlimited quota → cpuset, else the host's C
 
     await Deno.writeTextFile(`${c.cgroupPaths.cpu}/cpu.cfs_quota_us`, "-1\n");
     v = valuesOf(await col.collect(), "coredns");
-    assertEquals(v.get("cpu_util_container_cores"), 6); // host: 0-5
+    assertEquals(v.get("cpu_util_container_cores"), 2, "cores are read once per registry refresh");
+    v = valuesOf(await cpuUtilContainer(context(root), staticRegistry([{ ...c }])).collect(), "coredns");
+    assertEquals(v.get("cpu_util_container_cores"), 6); // the next refresh's object; host: 0-5
     const cpuset = `${root}/sys/fs/cgroup/cpuset/x`;
     await Deno.mkdir(cpuset, { recursive: true });
     await Deno.writeTextFile(`${cpuset}/cpuset.effective_cpus`, "0-2,5\n");

@@ -61,11 +61,11 @@ export function loadavgContainer(ctx: CollectorContext, containers: ContainerReg
   return {
     name: "loadavg",
     collect() {
-      return perContainer(containers.list(), async (c): Promise<Sample[]> => {
+      return perContainer(containers.list(), (c): Sample[] => {
         const d = taskDir(c);
         if (!d) return [];
         const name = d.v2 ? "cgroup.threads" : "tasks";
-        const tids = parseIdList(await requireCgroupFile(d.dir, name), `${d.dir}/${name}`);
+        const tids = parseIdList(requireCgroupFile(d.dir, name), `${d.dir}/${name}`);
         const counts = countTaskStates(ctx.fs, tids);
         const labels = containerLabels(c);
         return [

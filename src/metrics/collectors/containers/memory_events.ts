@@ -27,13 +27,13 @@ export function v1MemoryEvents(failcnt: string | undefined, oomControl: string |
   return out;
 }
 
-async function readEvents(d: CgroupDir): Promise<Map<string, number> | undefined> {
+function readEvents(d: CgroupDir): Map<string, number> | undefined {
   if (d.v2) {
-    const text = await readCgroupFile(d.dir, "memory.events");
+    const text = readCgroupFile(d.dir, "memory.events");
     return text === undefined ? undefined : parseKeyValue(text, `${d.dir}/memory.events`);
   }
-  const failcnt = await readCgroupFile(d.dir, "memory.failcnt");
-  const oom = await readCgroupFile(d.dir, "memory.oom_control");
+  const failcnt = readCgroupFile(d.dir, "memory.failcnt");
+  const oom = readCgroupFile(d.dir, "memory.oom_control");
   return v1MemoryEvents(failcnt, oom, d.dir);
 }
 
@@ -43,9 +43,9 @@ export function memoryEventsContainer(ctx: CollectorContext, containers: Contain
   return {
     name: "memory_events",
     collect() {
-      return perContainer(containers.list(), async (c): Promise<Sample[]> => {
+      return perContainer(containers.list(), (c): Sample[] => {
         const d = controllerDir(c, "memory");
-        const events = d && await readEvents(d);
+        const events = d && readEvents(d);
         if (!events) return [];
         const labels = containerLabels(c);
         const out: Sample[] = [];

@@ -17,10 +17,10 @@ export function memoryVmstatContainer(ctx: CollectorContext, containers: Contain
   return {
     name: "memory_vmstat",
     collect() {
-      return perContainer(containers.list(), async (c): Promise<Sample[]> => {
+      return perContainer(containers.list(), (c): Sample[] => {
         const d = controllerDir(c, "memory");
         if (!d) return [];
-        const text = await readCgroupFile(d.dir, "memory.stat");
+        const text = readCgroupFile(d.dir, "memory.stat");
         if (text === undefined) return [];
         const labels = containerLabels(c);
         const out: Sample[] = [];

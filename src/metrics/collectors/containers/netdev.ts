@@ -17,9 +17,9 @@ export function netdevContainer({ fs, config }: CollectorContext, containers: Co
   return {
     name: "netdev",
     collect() {
-      return perNetns(fs, containers.list(), async (pid) => {
+      return perNetns(fs, containers.list(), (pid) => {
         const path = fs.proc(`${pid}/net/dev`);
-        return netdevSamples(parseNetDev(await fs.readText(path), path), filter, "netdev_container");
+        return netdevSamples(parseNetDev(fs.readTextSync(path), path), filter, "netdev_container");
       });
     },
   };

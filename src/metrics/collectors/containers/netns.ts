@@ -9,17 +9,11 @@
 import type { HostFs } from "../../../host/fs.ts";
 import { type Container, containerLabels } from "../../../pod/container.ts";
 import type { Sample } from "../../sample.ts";
+import { Slicer } from "../../../host/slicer.ts";
+import { netnsInode } from "../../../pod/discovery.ts";
 
-/** The inode of `pid`'s network namespace from its `net:[N]` link; 0 when the process is gone. */
-export function liveNetns(fs: HostFs, pid: number): number {
-  if (pid <= 0) return 0;
-  try {
-    const m = /^net:\[(\d+)\]$/.exec(Deno.readLinkSync(fs.proc(`${pid}/ns/net`)));
-    return m ? Number(m[1]) : 0;
-  } catch {
-    return 0;
-  }
-}
+/** The inode of `pid`'s network namespace now; 0 when the process is gone. */
+export const liveNetns: (fs: HostFs, pid: number) => number = netnsInode;
 
 /** The host namespace: pid 1's; inside a restricted pid view, the agent's own (as the registry does). */
 export function hostNetns(fs: HostFs): number {
@@ -65,14 +59,17 @@ export function groupByNetns(fs: HostFs, containers: readonly Container[]): Netn
 export async function perNetns(
   fs: HostFs,
   containers: readonly Container[],
-  read: (pid: number) => Promise<Sample[]>,
+  read: (pid: number) => Sample[],
 ): Promise<Sample[]> {
-  const parts = await Promise.all(
-    groupByNetns(fs, containers).map(async (g): Promise<Sample[]> => {
+  const slicer = new Slicer();
+  const parts: Sample[][] = [];
+  for (const g of groupByNetns(fs, containers)) {
+    await slicer.tick();
+    parts.push((() => {
       for (const pid of g.pids) {
         let result: Sample[];
         try {
-          result = await read(pid);
+          result = read(pid);
         } catch (err) {
           if (liveNetns(fs, pid) !== g.inode) continue;
           throw err;
@@ -82,11 +79,11 @@ export async function perNetns(
         if (now !== 0 && now !== g.inode) continue;
         return g.containers.flatMap((c) => {
           const labels = containerLabels(c);
-          return result.map((s) => ({ ...s, labels: { ...labels, ...s.labels } }));
+          return result.map((s) => ({ ...s, labels: s.labels ? { ...labels, ...s.labels } : labels }));
         });
       }
       return [];
-    }),
-  );
+    })());
+  }
   return parts.flat();
 }

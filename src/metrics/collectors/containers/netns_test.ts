@@ -17,9 +17,9 @@ function container(name: string, initPid: number, netnsInode = 0): Container {
 
 class CountingFs extends HostFs {
   readonly reads: string[] = [];
-  override readText(path: string): Promise<string> {
+  override readTextSync(path: string): string {
     this.reads.push(path.slice(this.prefix.length));
-    return super.readText(path);
+    return super.readTextSync(path);
   }
 }
 
@@ -51,9 +51,7 @@ Deno.test("perNetns reads a shared namespace once and labels each of its contain
   const samples = await perNetns(
     fs,
     [container("app", 1201), container("sidecar", 1205), container("hostnet", 2201)],
-    async (
-      pid,
-    ) => [gauge("x", "x", (await fs.readText(fs.proc(`${pid}/net/arp`))).length, { device: "eth0" })],
+    (pid) => [gauge("x", "x", fs.readTextSync(fs.proc(`${pid}/net/arp`)).length, { device: "eth0" })],
   );
   assertEquals(fs.reads, ["/proc/1201/net/arp"]);
   assertEquals(samples.map((s) => [s.labels?.container_name, s.labels?.device, s.labels?.container_level]), [
@@ -67,11 +65,11 @@ Deno.test("perNetns: a process exiting during the read hands over to the next of
   try {
     const fs = new HostFs(root);
     const pod = [container("app", 1201), container("sidecar", 1205)];
-    const read = async (pid: number) => {
+    const read = (pid: number) => {
       // Process 1201 exits while its file is being read: its ns link goes and the read fails.
       if (pid === 1201) {
-        await Deno.remove(fs.proc("1201/ns"), { recursive: true });
-        await fs.readText(fs.proc("1201/net/gone"));
+        Deno.removeSync(fs.proc("1201/ns"), { recursive: true });
+        fs.readTextSync(fs.proc("1201/net/gone"));
       }
       return [gauge("read_via", "", pid)];
     };
@@ -92,7 +90,10 @@ Deno.test("perNetns: a read failing while the process is still there fails the c
       perNetns(
         fs,
         [container("nofiles", 3301)],
-        (pid) => fs.readText(fs.proc(`${pid}/net/dev`)).then(() => []),
+        (pid) => {
+          fs.readTextSync(fs.proc(`${pid}/net/dev`));
+          return [];
+        },
       ),
     /3301\/net\/dev: no such file/,
   );

@@ -17,9 +17,9 @@ export function netstatContainer({ fs, config }: CollectorContext, containers: C
   return {
     name: "netstat",
     collect() {
-      return perNetns(fs, containers.list(), async (pid) => {
+      return perNetns(fs, containers.list(), (pid) => {
         const paths = NETSTAT_SOURCES.map(([rel]) => fs.proc(`${pid}/${rel}`));
-        const texts = await Promise.all(paths.map((p) => fs.readText(p)));
+        const texts = paths.map((p) => fs.readTextSync(p));
         return netstatSamples(texts, paths, filter, "netstat_container");
       });
     },

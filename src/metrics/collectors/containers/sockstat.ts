@@ -15,10 +15,14 @@ export function sockstatContainer({ fs }: CollectorContext, containers: Containe
   return {
     name: "sockstat",
     collect() {
-      return perNetns(fs, containers.list(), async (pid) => {
+      return perNetns(fs, containers.list(), (pid) => {
         const v4 = fs.proc(`${pid}/net/sockstat`);
         const v6 = fs.proc(`${pid}/net/sockstat6`);
-        const [text4, text6] = await Promise.all([fs.readText(v4), fs.readText(v6).catch(() => undefined)]);
+        const text4 = fs.readTextSync(v4);
+        let text6: string | undefined;
+        try {
+          text6 = fs.readTextSync(v6);
+        } catch { /* no IPv6 in this kernel */ }
         return sockstatSamples(text4, v4, text6, v6, "sockstat_container", undefined, perNamespace);
       });
     },
