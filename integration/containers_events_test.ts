@@ -16,7 +16,8 @@
 
 import { assert, assertEquals } from "../src/testing/assert.ts";
 import { CgroupTestTree, type ContainerSpec, randomHex } from "../src/pod/cgroup_test_tree.ts";
-import { isRoot, type RunningAgent, startAgent } from "./agent.ts";
+import { isRoot, type RunningAgent, scrape, startAgent } from "./agent.ts";
+import { parseExposition } from "./prom.ts";
 
 const skip = !isRoot() ? "needs root (cgroups, BPF)" : undefined;
 if (skip) console.warn(`integration/containers_events_test.ts skipped: ${skip}`);
@@ -143,6 +144,19 @@ Deno.test({
         }[];
         return list.find((x) => x.id === id && x.pod?.pod === POD);
       });
+      // The same names label the container's series on /metrics, and the kubelet is reported up.
+      const series = [...parseExposition(await scrape(agent)).values()];
+      const cpuStat = series.find((x) => x.name === "huatuo_bamai_cpu_stat_container_nr_throttled");
+      assertEquals(cpuStat?.labels, {
+        container_host: POD,
+        container_hostnamespace: NAMESPACE,
+        container_level: "burstable",
+        container_name: CONTAINER,
+        container_type: "normal",
+        host: cpuStat?.labels.host ?? "",
+        region: "it",
+      });
+      assertEquals(series.find((x) => x.name === "huatuo_bamai_kubelet_up")?.value, 1);
       const want = {
         container_id: id,
         container_hostname: POD,
