@@ -37,7 +37,7 @@
  *                          subsystems (reason >> 16 = enum
  *                          skb_drop_reason_subsys) and any reason >= 1024
  *   dropwatch_suppressed   PERCPU_ARRAY[1] __u64: drops over the rate limit
- *   dropwatch_events       RINGBUF 4 MiB (~10k records: a 1 s agent stall at 10k reported drops/s), records struct drop_event
+ *   dropwatch_events       RINGBUF 4 MiB here; the agent sizes it from EventsPerSecond before load (dropwatchRingBytes), records struct drop_event
  *                          (408 bytes, layout below, little endian)
  *   dropwatch_events_lost  PERCPU_ARRAY[1] __u64: records lost on a full ring
  *

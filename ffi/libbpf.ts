@@ -42,6 +42,7 @@ const SYMBOLS = {
   bpf_map__key_size: { parameters: ["pointer"], result: "u32" },
   bpf_map__value_size: { parameters: ["pointer"], result: "u32" },
   bpf_map__max_entries: { parameters: ["pointer"], result: "u32" },
+  bpf_map__set_max_entries: { parameters: ["pointer", "u32"], result: "i32" },
   bpf_map__initial_value: { parameters: ["pointer", "buffer"], result: "pointer" },
   btf__find_by_name_kind: { parameters: ["pointer", "buffer", "u32"], result: "i32" },
   btf__type_by_id: { parameters: ["pointer", "u32"], result: "pointer" },
@@ -870,10 +871,10 @@ export class BpfMap {
   readonly type: number;
   readonly keySize: number;
   readonly valueSize: number;
-  readonly maxEntries: number;
   readonly isPerCpu: boolean;
   #ptr: Deno.PointerObject | null;
   #fd = -1;
+  #maxEntries: number;
   // Reused by lookupBatch.
   #batchKeys: Bytes = new Uint8Array(0);
   #batchValues: Bytes = new Uint8Array(0);
@@ -887,8 +888,38 @@ export class BpfMap {
     this.type = l.bpf_map__type(ptr);
     this.keySize = l.bpf_map__key_size(ptr);
     this.valueSize = l.bpf_map__value_size(ptr);
-    this.maxEntries = l.bpf_map__max_entries(ptr);
+    this.#maxEntries = l.bpf_map__max_entries(ptr);
     this.isPerCpu = PERCPU_MAP_TYPES.has(this.type);
+  }
+
+  /** max_entries (a ring buffer's size in bytes). */
+  get maxEntries(): number {
+    return this.#maxEntries;
+  }
+
+  /**
+   * Resizes the map before its object loads (libbpf-tools style: a ring sized
+   * from the config). Ring buffers need a power-of-2 multiple of the page size.
+   */
+  setMaxEntries(n: number): void {
+    if (this.#ptr === null) {
+      throw new BpfError({
+        object: this.object.name,
+        op: "set max_entries",
+        map: this.name,
+        detail: "map closed",
+      });
+    }
+    const rc = bpf().bpf_map__set_max_entries(this.#ptr, n);
+    if (rc < 0) {
+      throw new BpfError({
+        object: this.object.name,
+        op: `set max_entries to ${n}`,
+        map: this.name,
+        errno: -rc,
+      });
+    }
+    this.#maxEntries = bpf().bpf_map__max_entries(this.#ptr);
   }
 
   /** The map fd after load, else -1. */

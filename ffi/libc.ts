@@ -24,6 +24,9 @@ const SYMBOLS = {
   gettid: { parameters: [], result: "i32" },
   // Clocks (net_rx_latency: CLOCK_REALTIME - CLOCK_MONOTONIC for BPF programs).
   clock_gettime: { parameters: ["i32", "buffer"], result: "i32" },
+  // Hands malloc's free pages back to the kernel (libbpf frees vmlinux BTF after each load).
+  malloc_trim: { parameters: ["usize"], result: "i32" },
+  mallopt: { parameters: ["i32", "i32"], result: "i32" },
 } as const;
 
 type Libc = Deno.DynamicLibrary<typeof SYMBOLS>["symbols"];
@@ -296,4 +299,39 @@ export function holdRxTimestamps(): number {
     throw err;
   }
   return fd;
+}
+
+/**
+ * Returns free malloc memory to the kernel (glibc malloc_trim(0): the heap top
+ * and, since glibc 2.8, free pages inside the heap). libbpf parses the kernel's
+ * BTF (~5 MB) for every object it loads and frees it after; glibc keeps those
+ * pages otherwise. True when memory was released.
+ */
+export function mallocTrim(): boolean {
+  try {
+    return libc().malloc_trim(0n) === 1;
+  } catch {
+    return false; // not glibc
+  }
+}
+
+const M_TRIM_THRESHOLD = -1;
+const M_MMAP_THRESHOLD = -3;
+
+/**
+ * Fixes glibc's mmap threshold (and with it the trim threshold). By default
+ * glibc raises the threshold to the size of each large block freed, so after
+ * the first 5 MB file read (kernel BTF, kallsyms) later ones come from the
+ * main heap and stay resident after they are freed. With fixed thresholds,
+ * blocks of `mmapBytes` or more are mmapped and unmapped on free, and free
+ * memory over `trimBytes` at the heap top is returned. Returns false when the
+ * libc is not glibc (no mallopt).
+ */
+export function fixMallocThresholds(mmapBytes = 256 << 10, trimBytes = 1 << 20): boolean {
+  try {
+    const l = libc();
+    return l.mallopt(M_MMAP_THRESHOLD, mmapBytes) === 1 && l.mallopt(M_TRIM_THRESHOLD, trimBytes) === 1;
+  } catch {
+    return false;
+  }
 }

@@ -32,6 +32,7 @@ import { CgroupContainerRegistry } from "./pod/registry.ts";
 import { KubeletClient, kubeletCollector } from "./pod/kubelet.ts";
 import { containerRegistryCollector } from "./pod/registry_stats.ts";
 import { withContainerCollectors } from "./metrics/collectors/containers/index.ts";
+import { fixMallocThresholds, mallocTrim } from "../ffi/libc.ts";
 
 export const EXIT_OK = 0;
 export const EXIT_FAILURE = 1;
@@ -156,6 +157,8 @@ export async function runAgent(opts: CliOptions): Promise<number> {
     }
   }
 
+  // Before any large allocation: keeps one-off multi-MB reads from staying resident (see ffi/libc.ts).
+  fixMallocThresholds();
   const fs = new HostFs(opts.procfsPrefix);
   // Containers come from the cgroup tree with or without a kubelet. HUATUO_BAMAI_CGROUP_ROOT (hidden, for
   // tests) scans only that path inside every cgroup hierarchy instead of the whole tree.
@@ -224,6 +227,8 @@ export async function runAgent(opts: CliOptions): Promise<number> {
   kubelet.start();
   await containers.start();
   await tracers.startAll();
+  // Loading the BPF objects left ~15 MB of freed libbpf memory (kernel BTF) in malloc's heap.
+  mallocTrim();
   await cgroup?.started();
   ready = true;
   log.info("huatuo-bamai ready", { collectors: registry.names.join(",") });

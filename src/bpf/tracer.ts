@@ -34,6 +34,8 @@ export interface BpfTracerSpec {
   /** Object file name inside the BPF directory, e.g. "runqlat.o". */
   readonly object: string;
   readonly rodata?: Record<string, RodataValue>;
+  /** max_entries set before load, by map name (e.g. a ring buffer sized from the config). */
+  readonly mapSizes?: Record<string, number>;
   /** Programs whose hook may be absent on older kernels; their attach failures are logged, not fatal. */
   readonly optionalPrograms?: readonly string[];
   /**
@@ -173,6 +175,7 @@ export class BpfTracer implements Tracer {
         for (const p of set) if (present.has(p)) obj!.setAutoload(p, false);
       });
       if (this.spec.rodata) obj.setRodata(this.spec.rodata);
+      for (const [name, n] of Object.entries(this.spec.mapSizes ?? {})) obj.map(name).setMaxEntries(n);
       obj.load();
       for (const p of obj.programs) {
         if (p.fd < 0 || p.type === BPF_PROG_TYPE_PERF_EVENT) continue;

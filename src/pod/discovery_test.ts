@@ -1,6 +1,13 @@
 import { assert, assertEquals } from "../testing/assert.ts";
 import { HostFs } from "../host/fs.ts";
-import { discoverContainers, findHierarchies, lowestPid, netnsInode, normalizeRoot } from "./discovery.ts";
+import {
+  discoverContainers,
+  findHierarchies,
+  lowestPid,
+  netnsInode,
+  normalizeRoot,
+  primaryHierarchy,
+} from "./discovery.ts";
 import { CgroupTestTree, randomHex, sampleSpecs, statInode } from "./cgroup_test_tree.ts";
 
 const fs = new HostFs();
@@ -83,8 +90,9 @@ Deno.test("discoverContainers over a fixture tree (HostFs prefix): merge per id,
     assertEquals(c.memcgId, (await Deno.stat(`${base}/memory${rel}`)).ino);
     assertEquals(c.cpuCgroupId, (await Deno.stat(`${base}/cpu,cpuacct${rel}`)).ino);
     assertEquals([c.initPid, c.netnsInode], [0, 0]);
-    // The container's own sub-cgroup is not walked: 1 root + kubepods + burstable + pod per hierarchy.
-    assertEquals(res.dirs, 3 * 4);
+    // Only the memory hierarchy is walked, not the container's own sub-cgroup: root + kubepods +
+    // burstable + pod; the other hierarchies' directories are found by path.
+    assertEquals(res.dirs, 4);
   } finally {
     await Deno.remove(prefix, { recursive: true });
   }
@@ -137,4 +145,12 @@ Deno.test("discoverContainers on the real cgroup hierarchies: both driver gramma
   } finally {
     await tree.cleanup();
   }
+});
+
+Deno.test("primaryHierarchy: v1 memory on v1/hybrid hosts, else the unified one", () => {
+  const h = (name: string, controllers: string[]) => ({ name, path: `/sys/fs/cgroup/${name}`, controllers });
+  const hybrid = [h("cpu,cpuacct", ["cpu", "cpuacct"]), h("memory", ["memory"]), h("unified", [])];
+  assertEquals(primaryHierarchy(hybrid).name, "memory");
+  assertEquals(primaryHierarchy([h("unified", [])]).name, "unified");
+  assertEquals(primaryHierarchy([h("cpu,cpuacct", ["cpu", "cpuacct"]), h("unified", [])]).name, "unified");
 });

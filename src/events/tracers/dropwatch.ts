@@ -13,7 +13,7 @@
 // from the tracepoint's print fmt in tracefs, never from a table here.
 
 import type { RecordHandler } from "../../../ffi/events.ts";
-import type { RodataValue } from "../../../ffi/libbpf.ts";
+import { numPossibleCpus, type RodataValue } from "../../../ffi/libbpf.ts";
 import { type KernelSymbols, kernelSymbols } from "../../bpf/ksyms.ts";
 import { type BpfRuntime, BpfTracer } from "../../bpf/tracer.ts";
 import type { Logger } from "../../log/logger.ts";
@@ -658,6 +658,24 @@ export interface DropwatchOptions {
 export const DEFAULT_EVENTS_PER_SEC = 100;
 export const DEFAULT_BURST = 20;
 
+const MIN_RING = 256 << 10;
+const MAX_RING = 4 << 20;
+
+/**
+ * Ring buffer bytes for the rate limit: every CPU's burst plus 2 s at the full
+ * rate (the agent polls every 10 ms; 2 s covers a stalled event loop), as a
+ * power of two between 256 KiB and 4 MiB; 4 MiB without a limit (~10k
+ * records). The mapped ring is resident twice over once written through, so
+ * its size is RSS: 256 KiB at the default 100/s instead of 8 MB.
+ */
+export function dropwatchRingBytes(eventsPerSec: number, burst: number, cpus: number): number {
+  if (eventsPerSec <= 0) return MAX_RING;
+  const need = cpus * (burst + 2 * eventsPerSec) * DROP_RECORD_SIZE;
+  let size = MIN_RING;
+  while (size < need && size < MAX_RING) size *= 2;
+  return size;
+}
+
 const FORMAT_PATHS = [
   "/sys/kernel/tracing/events/skb/kfree_skb/format",
   "/sys/kernel/debug/tracing/events/skb/kfree_skb/format",
@@ -732,6 +750,13 @@ export class DropwatchTracer extends BpfTracer {
         .sort(([a], [b]) => Number(b === opts.implementation) - Number(a === opts.implementation))
         .map(([, set]) => set),
       buffers: [{ map: "dropwatch_events", onRecord }],
+      mapSizes: {
+        dropwatch_events: dropwatchRingBytes(
+          opts.eventsPerSec ?? DEFAULT_EVENTS_PER_SEC,
+          opts.burst ?? DEFAULT_BURST,
+          numPossibleCpus(),
+        ),
+      },
     }, ctx.bpf);
   }
 

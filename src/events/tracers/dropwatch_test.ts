@@ -18,6 +18,7 @@ import {
   dropType,
   type DropwatchImplementation,
   type DropwatchOptions,
+  dropwatchRingBytes,
   DropwatchTracer,
   dropwatchTracer,
   ETH_P_IP,
@@ -962,4 +963,11 @@ console.log((c.addr as Deno.NetAddr).port); setInterval(() => {}, 1e6);`; // nev
       }
     }
   },
+});
+
+Deno.test("dropwatchRingBytes: bursts + 2 s of every CPU's rate, a power of two in [256 KiB, 4 MiB]", () => {
+  assertEquals(dropwatchRingBytes(100, 20, 2), 256 << 10); // 2 × 220 × 408 B = 180 KB
+  assertEquals(dropwatchRingBytes(1000, 20, 8), 4 << 20); // 8 × 2020 × 408 B = 6.6 MB → capped at 4 MiB
+  assertEquals(dropwatchRingBytes(500, 20, 2), 1 << 20); // 2 × 1020 × 408 B = 832 KB
+  assertEquals(dropwatchRingBytes(0, 20, 2), 4 << 20); // no limit: the largest
 });
