@@ -7,7 +7,9 @@
 // time with the next one read ahead; the tracer path only appends to the outbox.
 
 import { Buffer } from "node:buffer";
-import { Client, errors } from "@opensearch-project/opensearch";
+// The client (and the Node compatibility modules it pulls in: ~6 MB of heap) is
+// loaded on first use, so an agent without ES storage never loads it.
+import type { Client } from "@opensearch-project/opensearch";
 import type { Config } from "../config/schema.ts";
 import type { Logger } from "../log/logger.ts";
 import type { EventDocument } from "./document.ts";
@@ -154,7 +156,7 @@ export class OpenSearchTransport implements BulkTransport {
   }
 
   /** Built lazily, so a CAFile fixed after a failure is read again on the next attempt. */
-  #getClient(): Client {
+  async #getClient(): Promise<Client> {
     if (this.#client) return this.#client;
     const s = this.#settings;
     let ssl: { ca?: string; rejectUnauthorized: boolean } | undefined;
@@ -168,6 +170,7 @@ export class OpenSearchTransport implements BulkTransport {
         }
       }
     }
+    const { Client } = await import("@opensearch-project/opensearch");
     this.#client = new Client({
       node: s.address,
       auth: { username: s.username, password: s.password },
@@ -181,7 +184,7 @@ export class OpenSearchTransport implements BulkTransport {
   }
 
   async bulk(body: Uint8Array, signal: AbortSignal): Promise<BulkItem[]> {
-    const client = this.#getClient();
+    const client = await this.#getClient();
     // The raw transport takes the NDJSON bytes as they are (the typed bulk() wants objects to serialize).
     const req = client.transport.request({
       method: "POST",
@@ -198,7 +201,7 @@ export class OpenSearchTransport implements BulkTransport {
   }
 
   async ping(signal: AbortSignal): Promise<string> {
-    const client = this.#getClient();
+    const client = await this.#getClient();
     const body = await abortable(client.info(), signal) as {
       version?: { number?: string; distribution?: string };
     };
@@ -254,12 +257,19 @@ function message(err: unknown): string {
 
 const TLS_HINT = /certificate|self[- ]signed|unable to verify|UNKNOWN_ISSUER|CERT_|tls|ssl/i;
 
+/** The client's error classes by name (the client module is loaded lazily, its classes are not at hand). */
+function isClientError(err: unknown, name: "ResponseError" | "TimeoutError"): err is Error {
+  return err instanceof Error && err.name === name;
+}
+
 /** A client error as a StoreError whose message says what an operator should check. */
 export function storeError(err: unknown): StoreError {
   if (err instanceof StoreError) return err;
-  if (err instanceof errors.ResponseError) {
-    const status = err.statusCode;
-    const body = err.body as { error?: { type?: string; reason?: string } | string } | undefined;
+  if (isClientError(err, "ResponseError")) {
+    const status = (err as { statusCode?: number }).statusCode;
+    const body = (err as { body?: unknown }).body as
+      | { error?: { type?: string; reason?: string } | string }
+      | undefined;
     const detail = typeof body?.error === "string"
       ? body.error
       : body?.error
@@ -272,7 +282,7 @@ export function storeError(err: unknown): StoreError {
       : "";
     return new StoreError(`HTTP ${status}${detail ? ` ${detail}` : ""}${hint}`, status, { cause: err });
   }
-  if (err instanceof errors.TimeoutError) {
+  if (isClientError(err, "TimeoutError")) {
     return new StoreError(`no answer within ${REQUEST_TIMEOUT_MS / 1000} s`, undefined, { cause: err });
   }
   const msg = message(err);
