@@ -14,7 +14,7 @@ Deno.test({
   ignore: !isRoot(),
   fn: async () => {
     const agent = await startAgent({
-      args: ["--region", "it", "--disable-kubelet"],
+      args: ["--region", "it", "--disable-kubelet", "--disable-storage"], // no ES outbox in the repository
       conf: (port) =>
         confWithPort(
           port,
