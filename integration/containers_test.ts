@@ -8,24 +8,13 @@
 import { assert, assertEquals } from "../src/testing/assert.ts";
 import { CgroupTestTree, sampleSpecs, statInode } from "../src/pod/cgroup_test_tree.ts";
 import { isRoot, type RunningAgent, startAgent } from "./agent.ts";
+import type { Container, PodInfo } from "../src/pod/container.ts";
 
 const skip = isRoot() ? undefined : "needs root (cgroups)";
 if (skip) console.warn(`integration/containers_test.ts skipped: ${skip}`);
 
-interface ContainerDoc {
-  id: string;
-  podUid: string;
-  qosFromPath: string;
-  runtime: string;
-  cgroupPaths: Record<string, string>;
-  cgroupId: number;
-  memcgId: number;
-  cpuCgroupId: number;
-  initPid: number;
-  netnsInode: number;
-  pod: unknown;
-  labels: Record<string, string>;
-}
+/** One entry of GET /containers/json (src/server/containers.ts containerJson). */
+type ContainerDoc = Omit<Container, "pod"> & { pod: PodInfo | null; labels: Record<string, string> };
 
 Deno.test({
   name: "agent: GET /containers/json lists the test containers and drops a removed one",

@@ -7,7 +7,12 @@ import type { Logger } from "../log/logger.ts";
 import { type ContainerInfo, type EventDocument, newDocument, type TracerType } from "../storage/document.ts";
 import type { LocalFileStore } from "../storage/localfile.ts";
 import type { EventHub } from "./hub.ts";
-import { containerEventFields, type ContainerRegistry } from "../pod/container.ts";
+import {
+  type CgroupIdKind,
+  containerEventFields,
+  type ContainerRegistry,
+  controllerLookup,
+} from "../pod/container.ts";
 
 /** The container fields of an event: given, or found by its cgroup id or netns inode. */
 export function eventContainer(
@@ -15,7 +20,10 @@ export function eventContainer(
   containers: ContainerRegistry | undefined,
 ): Partial<ContainerInfo> | undefined {
   if (event.container || !containers) return event.container;
-  const c = (event.cgroupId ? containers.byCgroupId(event.cgroupId) : undefined) ??
+  const byCgroup = event.cgroupKind
+    ? controllerLookup(containers, event.cgroupKind)
+    : (id: number | bigint) => containers.byCgroupId(id);
+  const c = (event.cgroupId ? byCgroup(event.cgroupId) : undefined) ??
     (event.netnsInode ? containers.byNetns(event.netnsInode) : undefined);
   return c ? containerEventFields(c) : undefined;
 }
@@ -31,6 +39,11 @@ export interface EventInput {
    * cgroup inode) or a network namespace inode.
    */
   cgroupId?: number | bigint;
+  /**
+   * What cgroupId is (e.g. "memory": a memcg css id), so it is resolved in its
+   * own hierarchy: numbers of different hierarchies coincide. Absent: any.
+   */
+  cgroupKind?: CgroupIdKind;
   netnsInode?: number;
 }
 

@@ -11,6 +11,7 @@ const c: Container = {
   cgroupId: 101,
   memcgId: 202,
   cpuCgroupId: 303,
+  blkioCgroupId: 0,
   initPid: 42,
   netnsInode: 4026532000,
   pod: { name: "app", pod: "app-7d9", namespace: "prod", qos: "burstable", type: "normal" },
@@ -42,4 +43,21 @@ Deno.test("eventContainer: by cgroup id (any of the container's ids) or netns in
   assertEquals(eventContainer({ ...base, cgroupId: 202, container: { container_id: "x" } }, registry), {
     container_id: "x",
   });
+});
+
+Deno.test("eventContainer: a typed cgroup id is looked up in its own hierarchy only", () => {
+  const base = { tracerName: "dropwatch", data: {} };
+  // 202 is c's memcg inode; as a cgroup2 id it names nothing (inode numbers of hierarchies coincide).
+  const exact: ContainerRegistry = {
+    ...registry,
+    byControllerCgroupId: (kind, id) =>
+      (kind === "cgroup2" ? c.cgroupId : kind === "memory" ? c.memcgId : c.cpuCgroupId) === Number(id)
+        ? c
+        : undefined,
+  };
+  assertEquals(eventContainer({ ...base, cgroupId: 202, cgroupKind: "cgroup2" }, exact), undefined);
+  assertEquals(eventContainer({ ...base, cgroupId: 101, cgroupKind: "cgroup2" }, exact), fields);
+  assertEquals(eventContainer({ ...base, cgroupId: 202n, cgroupKind: "memory" }, exact), fields);
+  // Without the exact lookup the id is taken as any kind.
+  assertEquals(eventContainer({ ...base, cgroupId: 202, cgroupKind: "cgroup2" }, registry), fields);
 });

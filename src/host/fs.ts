@@ -45,6 +45,16 @@ export class HostFs {
   }
 }
 
+/** Whether `path` exists (any type; links followed). */
+export function exists(path: string): boolean {
+  try {
+    Deno.statSync(path);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 export function describeFsError(err: unknown): string {
   if (err instanceof Deno.errors.NotFound) return "no such file or directory";
   if (err instanceof Deno.errors.PermissionDenied) return "permission denied";

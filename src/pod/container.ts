@@ -34,6 +34,8 @@ export interface Container {
   memcgId: number;
   /** Inode of the v1 cpu cgroup dir (runqlat's per-cgroup key on v1 hosts); 0 if none. */
   cpuCgroupId: number;
+  /** Inode of the v1 blkio cgroup dir (iolatency's per-cgroup key on v1 hosts); 0 if none. */
+  blkioCgroupId: number;
   /** A process of the container (its lowest pid), 0 when it has none right now. */
   initPid: number;
   /** Inode of initPid's network namespace; 0 when unknown. */
@@ -74,12 +76,38 @@ export function containerEventFields(c: Container): Record<string, string> {
   };
 }
 
+/** A cgroup controller whose kernfs id a BPF map or event carries: cpu, memory and io (v1 name blkio). */
+export type CgroupController = "cpu" | "memory" | "blkio";
+
+/**
+ * What a cgroup id names: the css of a controller (the v1 dir inode where a
+ * v1 hierarchy holds it, else the cgroup2 id), or a cgroup2 directory.
+ */
+export type CgroupIdKind = CgroupController | "cgroup2";
+
 /** What collectors and tracers use: a snapshot refreshed off the scrape path; lookups are map reads. */
 export interface ContainerRegistry {
   /** Every container known at the last refresh. */
   list(): readonly Container[];
   byId(id: string): Container | undefined;
-  /** By cgroup2 id, v1 memory cgroup inode or v1 cpu cgroup inode (whichever the BPF map key is). */
+  /**
+   * By cgroup2 id, v1 memory cgroup inode or v1 cpu cgroup inode, for callers
+   * that do not know which; numbers of different hierarchies can coincide.
+   */
   byCgroupId(id: number | bigint): Container | undefined;
+  /** By an id of a known kind: exact, never another hierarchy's number. */
+  byControllerCgroupId?(kind: CgroupIdKind, id: number | bigint): Container | undefined;
   byNetns(inode: number): Container | undefined;
+}
+
+/** A registry with the exact lookup. */
+export type ControllerIdLookup = Required<Pick<ContainerRegistry, "byControllerCgroupId">>;
+
+/** Resolves ids of `kind`: exactly where the registry can, else through byCgroupId (any kind). */
+export function controllerLookup(
+  registry: ContainerRegistry,
+  kind: CgroupIdKind,
+): (id: number | bigint) => Container | undefined {
+  if (registry.byControllerCgroupId) return (id) => registry.byControllerCgroupId!(kind, id);
+  return (id) => registry.byCgroupId(id);
 }

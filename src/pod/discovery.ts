@@ -5,10 +5,11 @@
 // event loop every couple of milliseconds, so a host with thousands of
 // cgroups never holds the loop for long.
 
-import { type HostFs, SourceError } from "../host/fs.ts";
+import { exists, type HostFs, SourceError } from "../host/fs.ts";
 import type { Container } from "./container.ts";
 import { type CgroupPathInfo, parseCgroupPath } from "./cgroup_path.ts";
 import { Slicer } from "../host/slicer.ts";
+import { netnsInode as parseNetnsLink } from "../host/arp.ts";
 
 /** One mounted cgroup hierarchy. */
 export interface Hierarchy {
@@ -47,20 +48,10 @@ export interface DiscoveryResult {
    * key on v1 hosts); only containers that have one. Kept beside Container,
    * whose shape is the shared contract.
    */
-  blkioCgroupIds: Map<string, number>;
 }
 
 const DEFAULT_SLICE_MS = 2;
 const DEFAULT_MAX_DIRS = 100_000;
-
-async function exists(path: string): Promise<boolean> {
-  try {
-    await Deno.lstat(path);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 function isGone(err: unknown): boolean {
   return err instanceof Deno.errors.NotFound;
@@ -72,7 +63,7 @@ function errText(err: unknown): string {
 
 /** The cgroup hierarchies mounted under `base`; symlinked aliases (cpu → cpu,cpuacct) are listed once. */
 export async function findHierarchies(base: string): Promise<Hierarchy[]> {
-  if (await exists(`${base}/cgroup.controllers`)) return [{ name: "unified", path: base, controllers: [] }];
+  if (exists(`${base}/cgroup.controllers`)) return [{ name: "unified", path: base, controllers: [] }];
   let entries: Deno.DirEntry[];
   try {
     entries = await Array.fromAsync(Deno.readDir(base));
@@ -94,9 +85,9 @@ export async function findHierarchies(base: string): Promise<Hierarchy[]> {
     if (seen.has(real)) continue;
     seen.add(real);
     const path = `${base}/${e.name}`;
-    if (await exists(`${path}/cgroup.controllers`)) {
+    if (exists(`${path}/cgroup.controllers`)) {
       out.push({ name: "unified", path, controllers: [] });
-    } else if (await exists(`${path}/cgroup.procs`)) {
+    } else if (exists(`${path}/cgroup.procs`)) {
       const name = real.slice(real.lastIndexOf("/") + 1);
       out.push({ name, path, controllers: name.split(",").filter((c) => !c.startsWith("name=")) });
     }
@@ -124,7 +115,7 @@ async function walk(
   errors: string[],
 ): Promise<number> {
   const start = root === "/" ? h.path : `${h.path}${root}`;
-  if (!existsSync(start)) return 0;
+  if (!exists(start)) return 0;
   const queue: string[] = [start];
   let dirs = 0;
   while (queue.length > 0) {
@@ -160,15 +151,6 @@ async function walk(
   return dirs;
 }
 
-function existsSync(path: string): boolean {
-  try {
-    Deno.lstatSync(path);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
 /** Inode of a container's directory in hierarchy `name` (0: not there), stat'ed at most once. */
 function inodeOf(f: Found, name: string | undefined): number {
   if (name === undefined || f.paths[name] === undefined) return 0;
@@ -198,8 +180,7 @@ export function lowestPid(procs: string): number {
 export function netnsInode(fs: HostFs, pid: number): number {
   if (pid <= 0) return 0;
   try {
-    const m = /^net:\[(\d+)\]$/.exec(Deno.readLinkSync(fs.proc(`${pid}/ns/net`)));
-    return m ? Number(m[1]) : 0;
+    return Number(parseNetnsLink(Deno.readLinkSync(fs.proc(`${pid}/ns/net`))) ?? 0);
   } catch {
     return 0;
   }
@@ -233,6 +214,7 @@ function describe(fs: HostFs, f: Found, hs: Hierarchy[]): Container {
     cgroupId: inodeOf(f, "unified"),
     memcgId: inodeOf(f, memory),
     cpuCgroupId: inodeOf(f, cpu),
+    blkioCgroupId: inodeOf(f, holding(hs, "blkio")),
     initPid,
     netnsInode: netnsInode(fs, initPid),
   };
@@ -281,14 +263,9 @@ export async function discoverContainers(opts: DiscoveryOptions): Promise<Discov
     }
   }
   const containers: Container[] = [];
-  const blkioCgroupIds = new Map<string, number>();
-  const blkio = holding(hierarchies, "blkio");
   for (const id of [...found.keys()].sort()) {
     await slicer.tick();
-    const f = found.get(id)!;
-    containers.push(describe(opts.fs, f, hierarchies));
-    const ino = inodeOf(f, blkio);
-    if (ino) blkioCgroupIds.set(id, ino);
+    containers.push(describe(opts.fs, found.get(id)!, hierarchies));
   }
-  return { containers, hierarchies, dirs, errors, blkioCgroupIds };
+  return { containers, hierarchies, dirs, errors };
 }

@@ -5,7 +5,7 @@
 
 import type { HostFs } from "../host/fs.ts";
 import type { Logger } from "../log/logger.ts";
-import type { Container, ContainerRegistry, PodInfo } from "./container.ts";
+import type { CgroupIdKind, Container, ContainerRegistry, PodInfo } from "./container.ts";
 import { discoverContainers, type DiscoveryOptions, type DiscoveryResult, netnsInode } from "./discovery.ts";
 
 /** Kubernetes names of containers; the kubelet client implements it. */
@@ -27,12 +27,6 @@ export interface CgroupRegistryOptions {
 
 export const DEFAULT_REFRESH_MS = 10_000;
 
-/**
- * A cgroup controller whose kernfs id a BPF map keys on: the kernel's cpu,
- * memory and io (v1 name blkio) subsystems.
- */
-export type CgroupController = "cpu" | "memory" | "blkio";
-
 export class CgroupContainerRegistry implements ContainerRegistry {
   private containers: readonly Container[] = [];
   private ids = new Map<string, Container>();
@@ -40,8 +34,6 @@ export class CgroupContainerRegistry implements ContainerRegistry {
   private memcg = new Map<number, Container>();
   private cpucg = new Map<number, Container>();
   private blkiocg = new Map<number, Container>();
-  /** Container id → v1 blkio inode, from the last scan (Container has no field for it). */
-  private blkioIds = new Map<string, number>();
   /** Controllers mounted in a v1 hierarchy at the last scan; the others live in cgroup2. */
   private v1Controllers = new Set<string>();
   private netns = new Map<number, Container>();
@@ -100,7 +92,7 @@ export class CgroupContainerRegistry implements ContainerRegistry {
 
   /** Inode of the container's v1 blkio cgroup dir; 0 if none. */
   blkioCgroupId(containerId: string): number {
-    return this.blkioIds.get(containerId) ?? 0;
+    return this.ids.get(containerId)?.blkioCgroupId ?? 0;
   }
 
   /**
@@ -110,8 +102,8 @@ export class CgroupContainerRegistry implements ContainerRegistry {
    * the cgroup2 id. Never mixes the two: inode numbers of different
    * hierarchies may coincide.
    */
-  byControllerCgroupId(controller: CgroupController, id: number | bigint): Container | undefined {
-    if (!this.v1Controllers.has(controller)) return this.cgroup2.get(Number(id));
+  byControllerCgroupId(controller: CgroupIdKind, id: number | bigint): Container | undefined {
+    if (controller === "cgroup2" || !this.v1Controllers.has(controller)) return this.cgroup2.get(Number(id));
     switch (controller) {
       case "cpu":
         return this.cpucg.get(Number(id));
@@ -188,7 +180,6 @@ export class CgroupContainerRegistry implements ContainerRegistry {
     }
     const next = res.containers.map((c) => this.named(c));
     this.logChurn(next);
-    this.blkioIds = res.blkioCgroupIds;
     this.v1Controllers = new Set(res.hierarchies.flatMap((h) => h.controllers));
     this.install(next, this.hostNetns);
     this.lastRefresh = { ms: performance.now() - t0, dirs: res.dirs, containers: next.length };
@@ -240,8 +231,7 @@ export class CgroupContainerRegistry implements ContainerRegistry {
     const netns = new Map<number, Container>();
     for (const c of next) {
       ids.set(c.id, c);
-      const blkio = this.blkioIds.get(c.id);
-      if (blkio) blkiocg.set(blkio, c);
+      if (c.blkioCgroupId) blkiocg.set(c.blkioCgroupId, c);
       if (c.cgroupId) cgroup2.set(c.cgroupId, c);
       if (c.memcgId) memcg.set(c.memcgId, c);
       if (c.cpuCgroupId) cpucg.set(c.cpuCgroupId, c);

@@ -6,6 +6,8 @@
 // the agent moves back to where it came from and removes what it created.
 
 import type { Logger } from "../log/logger.ts";
+import { parseProcCgroup } from "../host/proc_cgroup.ts";
+import { exists } from "../host/fs.ts";
 
 export interface CgroupLimits {
   LimitInitCPU: number;
@@ -24,17 +26,6 @@ interface Placement {
   origin: string;
 }
 
-/** Parses /proc/self/cgroup into controller → path ("" key for the unified hierarchy). */
-export function parseProcCgroup(text: string): Map<string, string> {
-  const out = new Map<string, string>();
-  for (const line of text.split("\n")) {
-    const m = /^\d+:([^:]*):(.*)$/.exec(line);
-    if (!m) continue;
-    for (const c of m[1].split(",")) out.set(c.replace(/^name=/, ""), m[2]);
-  }
-  return out;
-}
-
 export function cpuQuota(cpus: number): { quota: number; period: number } {
   return { quota: Math.max(1000, Math.round(cpus * CFS_PERIOD_US)), period: CFS_PERIOD_US };
 }
@@ -50,7 +41,7 @@ export class RuntimeCgroup {
 
   static async enter(limits: CgroupLimits, log: Logger): Promise<RuntimeCgroup> {
     const self = parseProcCgroup(await Deno.readTextFile("/proc/self/cgroup"));
-    const v2 = await exists(`${ROOT}/cgroup.controllers`);
+    const v2 = exists(`${ROOT}/cgroup.controllers`);
     let cpu: Placement, memory: Placement;
     if (v2) {
       const origin = `${ROOT}${self.get("") ?? "/"}`.replace(/\/$/, "");
@@ -123,15 +114,6 @@ export class RuntimeCgroup {
   async #setMemory(mb: number): Promise<void> {
     const bytes = String(mb * 1024 * 1024);
     await Deno.writeTextFile(`${this.memory.dir}/${this.v2 ? "memory.max" : "memory.limit_in_bytes"}`, bytes);
-  }
-}
-
-async function exists(path: string): Promise<boolean> {
-  try {
-    await Deno.stat(path);
-    return true;
-  } catch {
-    return false;
   }
 }
 

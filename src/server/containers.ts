@@ -17,6 +17,7 @@ export function containerJson(c: Container): Record<string, unknown> {
     cgroupId: c.cgroupId,
     memcgId: c.memcgId,
     cpuCgroupId: c.cpuCgroupId,
+    blkioCgroupId: c.blkioCgroupId,
     initPid: c.initPid,
     netnsInode: c.netnsInode,
     pod: c.pod ?? null,

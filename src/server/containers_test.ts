@@ -18,6 +18,7 @@ function container(id: string, extra: Partial<Container> = {}): Container {
     cgroupId: 4242,
     memcgId: 77,
     cpuCgroupId: 78,
+    blkioCgroupId: 0,
     initPid: 1234,
     netnsInode: 4026532999,
     ...extra,

@@ -1,12 +1,4 @@
 // Small file-system checks shared by tests that need a kernel feature or a
-// built BPF object before they can run.
+// built BPF object before they can run (the agent's own, from src/host/fs.ts).
 
-/** Whether `path` exists (any type; links followed). */
-export function exists(path: string): boolean {
-  try {
-    Deno.statSync(path);
-    return true;
-  } catch {
-    return false;
-  }
-}
+export { exists } from "../host/fs.ts";

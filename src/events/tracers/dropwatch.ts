@@ -736,6 +736,7 @@ export class DropwatchTracer extends BpfTracer {
         tracerName: "dropwatch",
         data,
         cgroupId: cgroupId || undefined,
+        cgroupKind: "cgroup2", // the socket owner's cgroup2 id
         netnsInode: netnsInode || undefined,
       });
     };

@@ -85,7 +85,12 @@ function onRecord(log: Logger, events?: EventSink): RecordHandler {
       kind: r.kind,
       memcg_id: Number(r.memcgId),
     });
-    events?.({ tracerName: TRACER_NAME, data: reclaimTracerData(r), cgroupId: r.memcgId });
+    events?.({
+      tracerName: TRACER_NAME,
+      data: reclaimTracerData(r),
+      cgroupId: r.memcgId,
+      cgroupKind: "memory",
+    });
   };
 }
 

@@ -6,7 +6,7 @@ import type { RecordHandler } from "../../../ffi/events.ts";
 import { type BpfRuntime, BpfTracer } from "../../bpf/tracer.ts";
 import type { Logger } from "../../log/logger.ts";
 import type { EventSink } from "../sink.ts";
-import { containerEventFields, type ContainerRegistry } from "../../pod/container.ts";
+import { containerEventFields, type ContainerRegistry, controllerLookup } from "../../pod/container.ts";
 
 const decoder = new TextDecoder();
 
@@ -91,7 +91,7 @@ export function oomTracerData(r: OomRecord): Record<string, unknown> {
 export function oomContainerFields(r: OomRecord, containers?: ContainerRegistry): Record<string, string> {
   const out: Record<string, string> = {};
   for (const [who, id] of [["victim", r.victimMemcgId], ["trigger", r.triggerMemcgId]] as const) {
-    const c = id ? containers?.byCgroupId(id) : undefined;
+    const c = id && containers ? controllerLookup(containers, "memory")(id) : undefined;
     if (!c) continue;
     const f = containerEventFields(c);
     out[`${who}_container_id`] = f.container_id;
@@ -115,6 +115,7 @@ function onRecord(log: Logger, events?: EventSink, containers?: ContainerRegistr
       data: { ...oomTracerData(r), ...oomContainerFields(r, containers) },
       // The document's container_* are the victim's.
       cgroupId: r.victimMemcgId,
+      cgroupKind: "memory",
     });
   };
 }

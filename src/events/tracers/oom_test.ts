@@ -184,6 +184,7 @@ Deno.test("oomContainerFields: victim and trigger containers by memory cgroup id
     cgroupId: 0,
     memcgId: 11,
     cpuCgroupId: 0,
+    blkioCgroupId: 0,
     initPid: 0,
     netnsInode: 0,
     pod: { name: "java", pod: "shop-1", namespace: "prod", qos: "burstable", type: "normal" },

@@ -13,6 +13,7 @@ import type { Logger } from "../../log/logger.ts";
 import { type Tracer, type TracerContext, UnsupportedError } from "../../tracing/manager.ts";
 import type { EventSink } from "../sink.ts";
 import { taskCgroupId } from "./task_cgroup.ts";
+import { parseCpuList } from "../../host/cpulist.ts";
 
 export const TRACER_NAME = "softirq_tracing";
 
@@ -218,21 +219,6 @@ export function cpuClockAttr(periodNs: number): Uint8Array<ArrayBuffer> {
   return attr;
 }
 
-/** Parses a kernel CPU list ("0-3,5,7-8") as in /sys/devices/system/cpu/online. */
-export function parseCpuList(text: string): number[] {
-  const out: number[] = [];
-  for (const part of text.trim().split(",")) {
-    if (part === "") continue;
-    const m = /^(\d+)(?:-(\d+))?$/.exec(part);
-    if (!m) throw new SyntaxError(`bad CPU list element ${JSON.stringify(part)}`);
-    const lo = Number(m[1]);
-    const hi = m[2] === undefined ? lo : Number(m[2]);
-    if (hi < lo) throw new SyntaxError(`bad CPU range ${JSON.stringify(part)}`);
-    for (let c = lo; c <= hi; c++) out.push(c);
-  }
-  return out;
-}
-
 // ---------------------------------------------------------------------------
 // Records.
 
@@ -312,6 +298,7 @@ function onRecord(log: Logger, events?: EventSink): RecordHandler {
       data: softirqTracerData(r, (a) => syms.formatStack(a)),
       // The task that was on the CPU: its container, when it still runs.
       cgroupId: taskCgroupId(r.pid),
+      cgroupKind: "memory",
     });
   };
 }

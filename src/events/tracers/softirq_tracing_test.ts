@@ -10,7 +10,6 @@ import { assert, assertEquals, assertMatch, assertThrows } from "../../testing/a
 import type { EventInput } from "../sink.ts";
 import {
   cpuClockAttr,
-  parseCpuList,
   percpuLayout,
   samplePeriodNs,
   SOFTIRQ_RECORD_SIZE,
@@ -282,6 +281,7 @@ for _ in range(n):
 r.close()
 time.sleep(0.5)
 `;
+import { parseCpuList } from "../../host/cpulist.ts";
 
 async function python(script: string, args: string[]): Promise<{ pid: number; stdout: string }> {
   const child = new Deno.Command(PYTHON, {

@@ -2,15 +2,14 @@
 // (pid) but no cgroup: read when the record is decoded, so a task that has
 // exited by then has none (its event simply carries no container fields).
 
+import { parseProcCgroup } from "../../host/proc_cgroup.ts";
+
 /** The cgroup path of a /proc/<pid>/cgroup text: the cgroup2 line ("0::/path"), else the v1 memory line. */
 export function taskCgroupPaths(text: string): { unified?: string; memory?: string } {
+  const paths = parseProcCgroup(text);
   const out: { unified?: string; memory?: string } = {};
-  for (const line of text.split("\n")) {
-    const m = /^\d+:([^:]*):(\/.*)$/.exec(line);
-    if (!m) continue;
-    if (m[1] === "") out.unified = m[2];
-    else if (m[1].split(",").includes("memory")) out.memory = m[2];
-  }
+  if (paths.has("")) out.unified = paths.get("");
+  if (paths.has("memory")) out.memory = paths.get("memory");
   return out;
 }
 

@@ -10,10 +10,10 @@
 import type { BpfMap } from "../../../ffi/libbpf.ts";
 import { BpfTracer } from "../../bpf/tracer.ts";
 import { devName, hashZones } from "../../bpf/zones.ts";
-import { containerLabels } from "../../pod/container.ts";
+import { containerLabels, controllerLookup } from "../../pod/container.ts";
 import { defineCollector } from "../collector.ts";
 import { gauge, type Sample } from "../sample.ts";
-import { CgroupKeyJoin, controllerLookup, type Matched } from "./containers/bpf_join.ts";
+import { CgroupKeyJoin, type Matched } from "./containers/bpf_join.ts";
 
 export const IOLAT_ZONES = 6;
 const KINDS = ["q2c", "d2c"] as const;

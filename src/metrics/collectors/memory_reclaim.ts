@@ -5,10 +5,10 @@
 
 import type { BpfMap } from "../../../ffi/libbpf.ts";
 import { BpfTracer } from "../../bpf/tracer.ts";
-import { containerLabels } from "../../pod/container.ts";
+import { containerLabels, controllerLookup } from "../../pod/container.ts";
 import { defineCollector } from "../collector.ts";
 import { gauge, type Sample } from "../sample.ts";
-import { CgroupKeyJoin, controllerLookup, type Matched, u64Key } from "./containers/bpf_join.ts";
+import { CgroupKeyJoin, type Matched, u64Key } from "./containers/bpf_join.ts";
 
 export interface MemcgReclaim {
   count: number;

@@ -6,10 +6,10 @@
 import type { BpfMap } from "../../../ffi/libbpf.ts";
 import { BpfTracer } from "../../bpf/tracer.ts";
 import { hashZones, sumPerCpu } from "../../bpf/zones.ts";
-import { containerLabels } from "../../pod/container.ts";
+import { containerLabels, controllerLookup } from "../../pod/container.ts";
 import { defineCollector } from "../collector.ts";
 import { gauge, type Sample } from "../sample.ts";
-import { CgroupKeyJoin, controllerLookup, type Matched, u64Key } from "./containers/bpf_join.ts";
+import { CgroupKeyJoin, type Matched, u64Key } from "./containers/bpf_join.ts";
 
 export const RUNQLAT_ZONES = 4;
 

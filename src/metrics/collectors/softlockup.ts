@@ -88,7 +88,12 @@ function onRecord(
     // The stuck task's container, looked up now: by the time the stacks are in it may be gone.
     const cgroupId = taskCgroupId(data.pid);
     cpusStack().then((cpus) =>
-      events({ tracerName: "softlockup", cgroupId, data: { ...data, cpus_stack: cpus } })
+      events({
+        tracerName: "softlockup",
+        cgroupId,
+        cgroupKind: "memory",
+        data: { ...data, cpus_stack: cpus },
+      })
     )
       .catch((err) => log.error("softlockup event not emitted", { error: String(err) }));
   };

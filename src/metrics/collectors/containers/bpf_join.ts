@@ -10,32 +10,10 @@
 // the registry notices it keeps its first counts. Without this the maps fill
 // (10240 entries) and new cgroups stop being counted.
 
-import type { Container, ContainerRegistry } from "../../../pod/container.ts";
-import type { CgroupController } from "../../../pod/registry.ts";
+import type { Container } from "../../../pod/container.ts";
 
 /** Unknown keys older than this are deleted: six registry refreshes (10 s each by default). */
 export const UNKNOWN_GRACE_MS = 60_000;
-
-/** What CgroupContainerRegistry adds to ContainerRegistry for hierarchy-exact lookups. */
-export interface ControllerIdLookup {
-  byControllerCgroupId(controller: CgroupController, id: number | bigint): Container | undefined;
-}
-
-function hasControllerIds(r: ContainerRegistry): r is ContainerRegistry & ControllerIdLookup {
-  return typeof (r as Partial<ControllerIdLookup>).byControllerCgroupId === "function";
-}
-
-/**
- * Resolves a map key of `controller` to its container; a registry without
- * controller-exact lookups falls back to byCgroupId (any id kind).
- */
-export function controllerLookup(
-  registry: ContainerRegistry,
-  controller: CgroupController,
-): (id: bigint) => Container | undefined {
-  if (hasControllerIds(registry)) return (id) => registry.byControllerCgroupId(controller, id);
-  return (id) => registry.byCgroupId(id);
-}
 
 export interface CgroupKeyed {
   /** The cgroup id part of the map key. */

@@ -1,7 +1,12 @@
 import { assert, assertEquals } from "../../../testing/assert.ts";
-import type { Container, ContainerRegistry } from "../../../pod/container.ts";
-import type { CgroupController } from "../../../pod/registry.ts";
-import { CgroupKeyJoin, type ControllerIdLookup, controllerLookup, u64Key } from "./bpf_join.ts";
+import {
+  type CgroupController,
+  type Container,
+  type ContainerRegistry,
+  type ControllerIdLookup,
+  controllerLookup,
+} from "../../../pod/container.ts";
+import { CgroupKeyJoin, u64Key } from "./bpf_join.ts";
 import { runqlatContainerSamples } from "../runqlat.ts";
 import { iolatCgroupKey, iolatencyContainerSamples } from "../iolatency.ts";
 import { memcgReclaimContainerSamples } from "../memory_reclaim.ts";
@@ -19,6 +24,7 @@ function container(
     cgroupId: ids.cgroupId ?? 0,
     memcgId: ids.memcgId ?? 0,
     cpuCgroupId: ids.cpuCgroupId ?? 0,
+    blkioCgroupId: 0,
     initPid: 0,
     netnsInode: 0,
   };

@@ -7,6 +7,7 @@
 import type { Container } from "../../../pod/container.ts";
 import { describeFsError, type HostFs, SourceError } from "../../../host/fs.ts";
 import { Slicer } from "../../../host/slicer.ts";
+import { parseCpuList } from "../../../host/cpulist.ts";
 
 /** The container's cgroup directory was removed (the container was deleted): skip it silently. */
 export class ContainerGone extends Error {
@@ -99,17 +100,11 @@ export function parseSingleInt(text: string, path: string): number {
 
 /** CPUs in a list like "0-3,8,10-11" (cpuset.cpus, /sys/devices/system/cpu/online); "" is 0. */
 export function countCpuList(text: string, path: string): number {
-  const t = text.trim();
-  if (t === "") return 0;
-  let n = 0;
-  for (const part of t.split(",")) {
-    const m = /^(\d+)(?:-(\d+))?$/.exec(part);
-    if (!m || (m[2] !== undefined && Number(m[2]) < Number(m[1]))) {
-      throw new SourceError(path, `bad CPU list ${JSON.stringify(t)}`);
-    }
-    n += m[2] === undefined ? 1 : Number(m[2]) - Number(m[1]) + 1;
+  try {
+    return parseCpuList(text).length;
+  } catch (err) {
+    throw new SourceError(path, `bad CPU list ${JSON.stringify(text.trim())}: ${(err as Error).message}`);
   }
-  return n;
 }
 
 /**

@@ -8,7 +8,7 @@
 
 import { parseKeyValue } from "../../../host/keyvalue.ts";
 import { SourceError } from "../../../host/fs.ts";
-import { containerLabels, type ContainerRegistry } from "../../../pod/container.ts";
+import { type Container, containerLabels, type ContainerRegistry } from "../../../pod/container.ts";
 import type { Collector, CollectorContext } from "../../collector.ts";
 import { NameFilter } from "../../filter.ts";
 import { gauge, type Sample } from "../../sample.ts";
@@ -40,10 +40,14 @@ function readEvents(d: CgroupDir): Map<string, number> | undefined {
 export function memoryEventsContainer(ctx: CollectorContext, containers: ContainerRegistry): Collector {
   const cfg = ctx.config.MetricCollector.MemoryEvents;
   const filter = new NameFilter(cfg.Included, cfg.Excluded);
+  // A cgroup's event names never change: one whose names the filter takes none of (the shipped
+  // Included matches no v1 name) is not read again until the next registry refresh's object.
+  const nothingWanted = new WeakSet<Container>();
   return {
     name: "memory_events",
     collect() {
       return perContainer(containers.list(), (c): Sample[] => {
+        if (nothingWanted.has(c)) return [];
         const d = controllerDir(c, "memory");
         const events = d && readEvents(d);
         if (!events) return [];
@@ -54,6 +58,7 @@ export function memoryEventsContainer(ctx: CollectorContext, containers: Contain
             out.push(gauge(`memory_events_container_${key}`, `memory events ${key}`, value, labels));
           }
         }
+        if (out.length === 0) nothingWanted.add(c);
         return out;
       });
     },

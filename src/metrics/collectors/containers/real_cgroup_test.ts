@@ -107,6 +107,7 @@ Deno.test({
         cgroupId: Deno.statSync(dirs.unified).ino!,
         memcgId: Deno.statSync(dirs.memory).ino!,
         cpuCgroupId: Deno.statSync(dirs.cpu).ino!,
+        blkioCgroupId: 0,
         initPid,
         netnsInode: Deno.statSync(`/proc/${initPid}/ns/net`).ino!,
         pod: {

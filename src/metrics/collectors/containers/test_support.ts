@@ -33,6 +33,7 @@ export function v1Container(root = `${FIXTURES}v1`, qosDir = "burstable/"): Cont
     cgroupId: 0,
     memcgId: 0,
     cpuCgroupId: 0,
+    blkioCgroupId: 0,
     initPid: 1201,
     netnsInode: 0,
     pod: {
@@ -59,6 +60,7 @@ export function v2Container(root = `${FIXTURES}v2`): Container {
     cgroupId: 0,
     memcgId: 0,
     cpuCgroupId: 0,
+    blkioCgroupId: 0,
     initPid: 2201,
     netnsInode: 0,
   };
