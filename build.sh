@@ -124,6 +124,16 @@ ensure_test_deps() {
   need gcc gcc
 }
 
+# Tests attach tp/ programs, which libbpf resolves through tracefs; a fresh host
+# (or a new mount namespace) has it unmounted. The agent itself needs none.
+prepare_test_host() {
+  local t=/sys/kernel/tracing
+  if [ -d "$t" ] && [ ! -e "$t/events" ]; then
+    mount -t tracefs nodev "$t" || { log "cannot mount tracefs at $t (tests that attach tracepoints will fail)"; return 1; }
+    log "mounted tracefs at $t"
+  fi
+}
+
 build_rpm() {
   need rpmbuild rpm
   local top="$OUT/rpm"
@@ -196,6 +206,7 @@ case "$cmd" in
     ensure_test_deps
     build_bpf
     build_agent
+    prepare_test_host
     # A real OpenSearch node (server jars from Maven Central) for the storage tests.
     bash "$ROOT/integration/opensearch/build.sh"
     cd "$ROOT"

@@ -27,6 +27,9 @@ const SYMBOLS = {
   // Hands malloc's free pages back to the kernel (libbpf frees vmlinux BTF after each load).
   malloc_trim: { parameters: ["usize"], result: "i32" },
   mallopt: { parameters: ["i32", "i32"], result: "i32" },
+  // RLIMIT_NOFILE (the API server's connection cap derives from it).
+  getrlimit: { parameters: ["i32", "buffer"], result: "i32" },
+  setrlimit: { parameters: ["i32", "buffer"], result: "i32" },
 } as const;
 
 type Libc = Deno.DynamicLibrary<typeof SYMBOLS>["symbols"];
@@ -334,4 +337,28 @@ export function fixMallocThresholds(mmapBytes = 256 << 10, trimBytes = 1 << 20):
   } catch {
     return false;
   }
+}
+
+const RLIMIT_NOFILE = 7;
+
+export interface NofileLimit {
+  soft: number;
+  hard: number;
+}
+
+/**
+ * Raises the soft RLIMIT_NOFILE to the hard limit (as Go's runtime and
+ * node_exporter do) and returns the limits in force afterwards.
+ */
+export function raiseNofileLimit(): NofileLimit {
+  const buf = new BigUint64Array(2);
+  const bytes = new Uint8Array(buf.buffer);
+  if (libc().getrlimit(RLIMIT_NOFILE, bytes) !== 0) fail("getrlimit(RLIMIT_NOFILE)");
+  if (buf[0] < buf[1]) {
+    buf[0] = buf[1];
+    if (libc().setrlimit(RLIMIT_NOFILE, bytes) !== 0) fail("setrlimit(RLIMIT_NOFILE)");
+  }
+  // RLIM_INFINITY (2^64-1) does not fit a number: clamp to what the kernel allows (fs.nr_open ≤ 2^30).
+  const clamp = (v: bigint) => Number(v > 1n << 40n ? 1n << 40n : v);
+  return { soft: clamp(buf[0]), hard: clamp(buf[1]) };
 }

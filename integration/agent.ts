@@ -68,6 +68,8 @@ export interface StartOptions {
   waitReady?: boolean;
   /** Run as this uid/gid (through setpriv, no capabilities); the config is made readable to it. */
   runAs?: number;
+  /** Soft and hard RLIMIT_NOFILE for the agent (through prlimit). */
+  nofile?: number;
 }
 
 export async function startAgent(opts: StartOptions = {}): Promise<RunningAgent> {
@@ -101,6 +103,9 @@ export async function startAgent(opts: StartOptions = {}): Promise<RunningAgent>
       cmd,
       ...args,
     ]];
+  }
+  if (opts.nofile !== undefined) {
+    [cmd, args] = ["prlimit", [`--nofile=${opts.nofile}:${opts.nofile}`, "--", cmd, ...args]];
   }
   const env = fromSource ? { HUATUO_BAMAI_BPF_DIR: `${ROOT}/_output/bpf` } : undefined;
   const child = new Deno.Command(cmd, { args, cwd: ROOT, env, stdout: "piped", stderr: "piped" }).spawn();

@@ -32,7 +32,9 @@ import { CgroupContainerRegistry } from "./pod/registry.ts";
 import { KubeletClient, kubeletCollector } from "./pod/kubelet.ts";
 import { containerRegistryCollector } from "./pod/registry_stats.ts";
 import { withContainerCollectors } from "./metrics/collectors/containers/index.ts";
-import { fixMallocThresholds, mallocTrim } from "../ffi/libc.ts";
+import { fixMallocThresholds, mallocTrim, type NofileLimit, raiseNofileLimit } from "../ffi/libc.ts";
+import type { HttpTransport } from "./server/transport.ts";
+import { httpCollector } from "./server/metrics.ts";
 
 export const EXIT_OK = 0;
 export const EXIT_FAILURE = 1;
@@ -114,6 +116,23 @@ function routeLibbpfLog(log: Logger): void {
   }
 }
 
+/** The open-files limit (raised to the hard limit) and descriptors in use, for the connection cap. */
+function descriptorBudget(log: Logger): { nofile: number; openFds: number } {
+  let limit: NofileLimit = { soft: 1024, hard: 1024 };
+  try {
+    limit = raiseNofileLimit();
+  } catch (err) {
+    log.warn("cannot read or raise RLIMIT_NOFILE; assuming 1024", { error: String(err) });
+  }
+  let openFds = 64;
+  try {
+    openFds = [...Deno.readDirSync("/proc/self/fd")].length;
+  } catch {
+    // no procfs: keep the estimate
+  }
+  return { nofile: limit.soft, openFds };
+}
+
 function idleTracer(name: string): Tracer {
   return { name, start: () => Promise.resolve(), stop: () => {} };
 }
@@ -193,7 +212,7 @@ export async function runAgent(opts: CliOptions): Promise<number> {
   registry.register(loopLagCollector(loopLag));
   let ready = false;
 
-  let server: Deno.HttpServer<Deno.NetAddr>;
+  let server: HttpTransport;
   const watch = createWatchHandler({
     hub,
     hostname: host,
@@ -211,6 +230,12 @@ export async function runAgent(opts: CliOptions): Promise<number> {
       token: Deno.env.get("HUATUO_BAMAI_API_TOKEN") || config.APIServer.Token,
       watch,
       containers,
+    }, {
+      maxConnections: config.APIServer.MaxConnections,
+      headerTimeoutMs: config.APIServer.ReadHeaderTimeout * 1000,
+      idleTimeoutMs: config.APIServer.IdleTimeout * 1000,
+      writeTimeoutMs: config.APIServer.WriteTimeout * 1000,
+      ...descriptorBudget(log),
     });
   } catch (err) {
     if (!(err instanceof ListenError)) throw err;
@@ -221,6 +246,8 @@ export async function runAgent(opts: CliOptions): Promise<number> {
     log.close();
     return EXIT_FAILURE;
   }
+
+  registry.register(httpCollector(server));
 
   // BPF programs load after the server is up, so /metrics and /healthz answer
   // while they do; /readyz turns 200 once every tracer started or failed once.
@@ -246,7 +273,7 @@ export async function runAgent(opts: CliOptions): Promise<number> {
       // a connection whose client stopped reading may still hold it: give HTTP
       // one second, then go on (the process exit closes what is left).
       watch.closeAll();
-      await Promise.race([server.shutdown(), new Promise((r) => setTimeout(r, HTTP_SHUTDOWN_GRACE_MS))]);
+      await server.shutdown(HTTP_SHUTDOWN_GRACE_MS);
       kubelet.stop();
       containers.stop();
       await tracers.stopAll();

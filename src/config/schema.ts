@@ -300,6 +300,15 @@ export const configSchema = table({
     TCPAddr: tcpAddr.default(":19704"),
     // Required (Authorization: Bearer) by requests that change state, e.g. starting or stopping a tracer.
     Token: str().default(""),
+    // Not in the seed: limits that keep one client from exhausting the agent (see src/server/transport.ts).
+    // 0: derived from RLIMIT_NOFILE (min(1024, limit - open descriptors - 256)).
+    MaxConnections: int(0).default(0),
+    // Seconds a client has to send a request head (and a body).
+    ReadHeaderTimeout: positiveNumber().default(10),
+    // Seconds a kept-alive connection may wait for its next request.
+    IdleTimeout: positiveNumber().default(60),
+    // Seconds one write of a response may take before the client is dropped.
+    WriteTimeout: positiveNumber().default(30),
   }),
 });
 

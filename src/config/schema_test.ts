@@ -98,7 +98,14 @@ Deno.test("defaultConfig has the seed defaults", () => {
     KubeletClientCertPath: "",
   });
   assertEquals(c.EventsWatch, { MaxClients: 100, KeepAliveInterval: 30 });
-  assertEquals(c.APIServer, { TCPAddr: ":19704", Token: "" });
+  assertEquals(c.APIServer, {
+    TCPAddr: ":19704",
+    Token: "",
+    MaxConnections: 0,
+    ReadHeaderTimeout: 10,
+    IdleTimeout: 60,
+    WriteTimeout: 30,
+  });
 });
 
 Deno.test("defaultConfig returns a fresh copy every time", () => {

@@ -50,7 +50,19 @@ export class Registry {
     return await Promise.all(this.#collectors.map((c) => this.#run(c)));
   }
 
-  async scrape(): Promise<ScrapeResult> {
+  /**
+   * One collection serves every scrape that arrives while it runs: 50
+   * concurrent scrapers cost one collection, not 50 queued ones (and two
+   * Prometheus replicas read the same values).
+   */
+  scrape(): Promise<ScrapeResult> {
+    this.#inflight ??= this.#scrapeNow().finally(() => this.#inflight = undefined);
+    return this.#inflight;
+  }
+
+  #inflight: Promise<ScrapeResult> | undefined;
+
+  async #scrapeNow(): Promise<ScrapeResult> {
     const results = await this.collect();
     const families = this.#families(results);
     let seriesCount = 0;

@@ -1,12 +1,23 @@
-// HTTP API on Deno.serve: /metrics, /healthz, /readyz, /version, tracer status
-// and control, events watch. Every error is a JSON body with a 4xx/5xx status;
-// a handler failure never takes the agent down.
+// HTTP API: /metrics, /healthz, /readyz, /version, tracer status and control,
+// events watch, containers. Every error is a JSON body with a 4xx/5xx status;
+// a handler failure never takes the agent down. The socket side (connection
+// cap, timeouts, body limits) is transport.ts.
+//
+// Exposure (the agent listens on every interface by default):
+// - read-only routes are open to any peer;
+// - routes that change state (tracer start/stop) need the bearer token when
+//   one is configured, and answer only loopback peers when none is: a node's
+//   tracers cannot be switched off from another host by default;
+// - POST /v1/events/watch is open (the seed's curl works as written) unless a
+//   token is configured, then it needs the token too.
 
 import type { Logger } from "../log/logger.ts";
 import { CONTENT_TYPE } from "../metrics/exposition.ts";
 import type { Registry } from "../metrics/registry.ts";
 import { TracerControlError, type TracerManager } from "../tracing/manager.ts";
 import type { ListenAddr } from "./listen.ts";
+import type { ScrapeResult } from "../metrics/registry.ts";
+import { type ConnInfo, DEFAULT_TRANSPORT, HttpTransport } from "./transport.ts";
 import type { ContainerRegistry } from "../pod/container.ts";
 import { containersRoute } from "./containers.ts";
 
@@ -24,13 +35,42 @@ export interface ServerDeps {
   containers?: ContainerRegistry;
 }
 
-export type Route = (req: Request) => Response | Promise<Response>;
+export type Route = (req: Request, info?: ConnInfo) => Response | Promise<Response>;
+
+const encoder = new TextEncoder();
 
 export function jsonResponse(status: number, body: unknown): Response {
-  return new Response(JSON.stringify(body) + "\n", {
+  const bytes = encoder.encode(JSON.stringify(body) + "\n");
+  return new Response(bytes, {
     status,
-    headers: { "content-type": "application/json; charset=utf-8" },
+    headers: { "content-type": "application/json; charset=utf-8", "content-length": String(bytes.length) },
   });
+}
+
+/** The exposition of one scrape, encoded once and gzipped at most once, shared by concurrent scrapers. */
+interface Exposition {
+  plain: Uint8Array;
+  gzip?: Promise<Uint8Array>;
+}
+
+const expositions = new WeakMap<ScrapeResult, Exposition>();
+
+function expositionOf(result: ScrapeResult): Exposition {
+  let e = expositions.get(result);
+  if (!e) {
+    e = { plain: encoder.encode(result.text) };
+    expositions.set(result, e);
+  }
+  return e;
+}
+
+async function gzipped(e: Exposition): Promise<Uint8Array> {
+  e.gzip ??= new Response(
+    new Blob([e.plain as Uint8Array<ArrayBuffer>]).stream().pipeThrough(
+      new CompressionStream("gzip"),
+    ),
+  ).arrayBuffer().then((b) => new Uint8Array(b));
+  return await e.gzip;
 }
 
 export function buildRoutes(deps: ServerDeps): Map<string, Map<string, Route>> {
@@ -40,15 +80,17 @@ export function buildRoutes(deps: ServerDeps): Map<string, Map<string, Route>> {
     routes.get(path)!.set(method, route);
   };
   add("GET", "/metrics", async (req) => {
-    const { text } = await deps.registry.scrape();
+    const e = expositionOf(await deps.registry.scrape());
     // Prometheus always asks for gzip; the exposition compresses ~6x.
-    if (acceptsGzip(req)) {
-      const body = new Blob([text]).stream().pipeThrough(new CompressionStream("gzip"));
-      return new Response(body, {
-        headers: { "content-type": CONTENT_TYPE, "content-encoding": "gzip", vary: "accept-encoding" },
-      });
-    }
-    return new Response(text, { headers: { "content-type": CONTENT_TYPE, vary: "accept-encoding" } });
+    const gzip = acceptsGzip(req);
+    const body = gzip ? await gzipped(e) : e.plain;
+    const headers: Record<string, string> = {
+      "content-type": CONTENT_TYPE,
+      "content-length": String(body.length),
+      vary: "accept-encoding",
+    };
+    if (gzip) headers["content-encoding"] = "gzip";
+    return new Response(body as Uint8Array<ArrayBuffer>, { headers });
   });
   add("GET", "/healthz", () => jsonResponse(200, { status: "ok" }));
   add(
@@ -58,21 +100,29 @@ export function buildRoutes(deps: ServerDeps): Map<string, Map<string, Route>> {
   );
   add("GET", "/version", () => jsonResponse(200, deps.version));
   add("GET", "/v1/tracers", () => jsonResponse(200, { tracers: deps.tracers?.statuses() ?? [] }));
-  if (deps.watch) add("POST", "/v1/events/watch", deps.watch);
+  const watch = deps.watch;
+  if (watch) {
+    add(
+      "POST",
+      "/v1/events/watch",
+      (req, info) => (deps.token ? checkToken(req, deps.token) : undefined) ?? watch(req, info),
+    );
+  }
   if (deps.containers) add("GET", "/containers/json", containersRoute(deps.containers));
   return routes;
 }
 
 /** Constant-time comparison, so response timing does not reveal how much of a token matched. */
-function sameToken(a: string, b: string): boolean {
-  const x = new TextEncoder().encode(a);
-  const y = new TextEncoder().encode(b);
+export function sameToken(a: string, b: string): boolean {
+  const x = encoder.encode(a);
+  const y = encoder.encode(b);
+  // The loop runs over the presented token only: its time depends on nothing secret.
   let diff = x.length ^ y.length;
-  for (let i = 0; i < Math.max(x.length, y.length); i++) diff |= (x[i] ?? 0) ^ (y[i] ?? 0);
+  for (let i = 0; i < x.length; i++) diff |= x[i] ^ (y.length ? y[i % y.length] : 0);
   return diff === 0;
 }
 
-/** Undefined when the request may change state, else the 401 to answer with. */
+/** Undefined when the request carries the token (or none is configured), else the 401 to answer with. */
 export function checkToken(req: Request, token: string | undefined): Response | undefined {
   if (!token) return undefined;
   const m = /^Bearer\s+(.+)$/i.exec(req.headers.get("authorization") ?? "");
@@ -82,10 +132,39 @@ export function checkToken(req: Request, token: string | undefined): Response | 
   return res;
 }
 
+/** 127.0.0.0/8, ::1 and their v4-mapped forms: peers on this host. */
+export function isLoopback(addr: Deno.NetAddr | undefined): boolean {
+  if (!addr) return false;
+  const h = addr.hostname.toLowerCase().replace(/^::ffff:/, "");
+  return /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(h) || h === "::1";
+}
+
+/**
+ * Undefined when a state-changing request may proceed: with a token it must
+ * carry it; without one only loopback peers may change state.
+ */
+export function authorizeChange(
+  req: Request,
+  info: ConnInfo | undefined,
+  token: string | undefined,
+): Response | undefined {
+  if (token) return checkToken(req, token);
+  if (isLoopback(info?.remoteAddr)) return undefined;
+  return jsonResponse(403, {
+    error: "state-changing requests from other hosts need a bearer token; set [APIServer] Token " +
+      "(or HUATUO_BAMAI_API_TOKEN) — without one only loopback peers may change state",
+  });
+}
+
 const TRACER_PATH = /^\/v1\/tracers\/([A-Za-z0-9_.-]+)(?:\/(start|stop))?$/;
 
 /** GET /v1/tracers/{name}; POST /v1/tracers/{name}/start and /stop (token-protected). */
-async function tracerRoute(req: Request, path: string, deps: ServerDeps): Promise<Response | undefined> {
+async function tracerRoute(
+  req: Request,
+  info: ConnInfo | undefined,
+  path: string,
+  deps: ServerDeps,
+): Promise<Response | undefined> {
   const m = TRACER_PATH.exec(path);
   if (!m || !deps.tracers) return undefined;
   const [, name, action] = m;
@@ -99,7 +178,7 @@ async function tracerRoute(req: Request, path: string, deps: ServerDeps): Promis
     const status = deps.tracers.state(name);
     return status ? jsonResponse(200, status) : jsonResponse(404, { error: `no tracer named "${name}"` });
   }
-  const denied = checkToken(req, deps.token);
+  const denied = authorizeChange(req, info, deps.token);
   if (denied) return denied;
   try {
     const status = action === "start" ? await deps.tracers.start(name) : await deps.tracers.stop(name);
@@ -116,14 +195,14 @@ export function acceptsGzip(req: Request): boolean {
   return accept !== null && /(^|,)\s*gzip\s*(;\s*q=(?!0(\.0*)?\s*($|,))[\d.]+)?\s*($|,)/i.test(accept);
 }
 
-export function createHandler(deps: ServerDeps): (req: Request) => Promise<Response> {
+export function createHandler(deps: ServerDeps): (req: Request, info?: ConnInfo) => Promise<Response> {
   const routes = buildRoutes(deps);
-  return async (req) => {
+  return async (req, info) => {
     const url = new URL(req.url);
     const byMethod = routes.get(url.pathname);
     if (!byMethod) {
       try {
-        const res = await tracerRoute(req, url.pathname, deps);
+        const res = await tracerRoute(req, info, url.pathname, deps);
         if (res) return res;
       } catch (err) {
         deps.log.error("http handler failed", { path: url.pathname, error: String(err) });
@@ -140,7 +219,7 @@ export function createHandler(deps: ServerDeps): (req: Request) => Promise<Respo
       return res;
     }
     try {
-      return await route(req);
+      return await route(req, info);
     } catch (err) {
       deps.log.error("http handler failed", { path: url.pathname, error: String(err) });
       return jsonResponse(500, { error: "internal error" });
@@ -150,20 +229,57 @@ export function createHandler(deps: ServerDeps): (req: Request) => Promise<Respo
 
 export class ListenError extends Error {}
 
+/** Connection and request limits of the API server ([APIServer] keys, seconds in the config). */
+export interface ServerLimits {
+  /** 0: derived from RLIMIT_NOFILE (see connectionCap). */
+  maxConnections: number;
+  headerTimeoutMs: number;
+  idleTimeoutMs: number;
+  writeTimeoutMs: number;
+}
+
+/** Descriptors kept free for BPF objects, perf buffers, files and outbound connections. */
+export const FD_RESERVE = 256;
+/** The automatic cap's ceiling: far above what Prometheus, watch clients and operators need. */
+export const AUTO_MAX_CONNECTIONS = 1024;
+
+/**
+ * Connections allowed for a file-descriptor limit of `nofile` with `open`
+ * descriptors in use: below the limit by FD_RESERVE, so accepting sockets can
+ * never starve the rest of the agent of descriptors.
+ */
+export function connectionCap(configured: number, nofile: number, open: number): number {
+  const room = Math.max(16, nofile - open - FD_RESERVE);
+  return configured > 0 ? Math.min(configured, room) : Math.min(AUTO_MAX_CONNECTIONS, room);
+}
+
 /** Starts the server; throws ListenError when the address cannot be bound. */
-export function startServer(addr: ListenAddr, deps: ServerDeps): Deno.HttpServer<Deno.NetAddr> {
+export function startServer(
+  addr: ListenAddr,
+  deps: ServerDeps,
+  limits: ServerLimits & { nofile: number; openFds: number },
+): HttpTransport {
   const handler = createHandler(deps);
+  const maxConnections = connectionCap(limits.maxConnections, limits.nofile, limits.openFds);
   try {
-    return Deno.serve({
+    const server = new HttpTransport({
       hostname: addr.hostname,
       port: addr.port,
-      onListen: ({ hostname, port }) =>
-        deps.log.info("http server listening", { addr: `${hostname}:${port}` }),
-      onError: (err) => {
-        deps.log.error("http server error", { error: String(err) });
-        return jsonResponse(500, { error: "internal error" });
-      },
+      maxConnections,
+      headerTimeoutMs: limits.headerTimeoutMs,
+      idleTimeoutMs: limits.idleTimeoutMs,
+      writeTimeoutMs: limits.writeTimeoutMs,
+      maxHeaderBytes: DEFAULT_TRANSPORT.maxHeaderBytes,
+      maxBodyBytes: DEFAULT_TRANSPORT.maxBodyBytes,
+      log: deps.log,
+      errorResponse: (status, message) => jsonResponse(status, { error: message }),
     }, handler);
+    deps.log.info("http server listening", {
+      addr: `${server.addr.hostname}:${server.addr.port}`,
+      max_connections: maxConnections,
+      nofile: limits.nofile,
+    });
+    return server;
   } catch (err) {
     const where = `${addr.hostname}:${addr.port}`;
     if (err instanceof Deno.errors.AddrInUse) {

@@ -106,9 +106,21 @@ function controlHandler(token?: string) {
     },
   });
   tracers.add({ name: "ras", start: () => Promise.resolve(), stop: () => {} }, {}, "disabled by BlackList");
-  const h = createHandler({ registry, log: silentLogger, version: {}, isReady: () => true, tracers, token });
+  const handle = createHandler({
+    registry,
+    log: silentLogger,
+    version: {},
+    isReady: () => true,
+    tracers,
+    token,
+  });
+  // Requests come from loopback unless a test says otherwise.
+  const h = (req: Request, from = LOOPBACK) => handle(req, from);
   return { h, tracers, runs };
 }
+
+const peer = (hostname: string) => ({ remoteAddr: { transport: "tcp" as const, hostname, port: 40000 } });
+const LOOPBACK = peer("127.0.0.1");
 
 const post = (path: string, headers: Record<string, string> = {}) =>
   new Request(`http://localhost${path}`, { method: "POST", headers });
@@ -154,4 +166,75 @@ Deno.test("tracer control: with a token, start/stop need Authorization: Bearer <
   const ok = await h(post("/v1/tracers/oom/stop", { authorization: "Bearer s3cret" }));
   assertEquals(ok.status, 200);
   assertEquals(tracers.state("oom")?.state, "stopped");
+});
+
+Deno.test("tracer control without a token: loopback peers only; other hosts get a JSON 403", async () => {
+  const { h, tracers } = controlHandler();
+  await tracers.startAll();
+  for (const remote of ["10.1.2.3", "::ffff:192.168.0.9", "fe80::1", "128.0.0.1"]) {
+    const res = await h(post("/v1/tracers/oom/stop"), peer(remote));
+    assertEquals(res.status, 403, remote);
+    assertMatch((await res.json()).error, /need a bearer token; set \[APIServer\] Token/);
+  }
+  assertEquals(tracers.state("oom")?.state, "running");
+  // Reads stay open to everyone.
+  assertEquals((await h(get("/v1/tracers/oom"), peer("10.1.2.3"))).status, 200);
+  for (const local of ["127.0.0.1", "127.8.9.10", "::1", "::ffff:127.0.0.1"]) {
+    assertEquals((await h(post("/v1/tracers/oom/stop"), peer(local))).status, 200, local);
+  }
+});
+
+Deno.test("tracer control with a token: any host with the token; watch needs it too", async () => {
+  const { h, tracers } = controlHandler("s3cret");
+  await tracers.startAll();
+  assertEquals((await h(post("/v1/tracers/oom/stop"), peer("10.1.2.3"))).status, 401);
+  assertEquals((await h(post("/v1/tracers/oom/stop"), LOOPBACK)).status, 401);
+  const auth = { authorization: "Bearer s3cret" };
+  assertEquals((await h(post("/v1/tracers/oom/stop", auth), peer("10.1.2.3"))).status, 200);
+  const registry = new Registry({}, silentLogger);
+  const watch = () => Promise.resolve(new Response("stream"));
+  const deps = { registry, log: silentLogger, version: {}, isReady: () => true, watch };
+  const open = createHandler(deps);
+  assertEquals((await open(post("/v1/events/watch"), peer("10.1.2.3"))).status, 200);
+  const guarded = createHandler({ ...deps, token: "s3cret" });
+  assertEquals((await guarded(post("/v1/events/watch"), peer("10.1.2.3"))).status, 401);
+  assertEquals((await guarded(post("/v1/events/watch", auth), peer("10.1.2.3"))).status, 200);
+});
+
+Deno.test("sameToken compares whole tokens only", async () => {
+  const { sameToken } = await import("./http.ts");
+  assertEquals(sameToken("abc", "abc"), true);
+  for (const [a, b] of [["abc", "abd"], ["ab", "abc"], ["abcabc", "abc"], ["", "abc"], ["abc", ""]]) {
+    assertEquals(sameToken(a, b), false, `${a} vs ${b}`);
+  }
+});
+
+Deno.test("connectionCap: below the descriptor limit by the reserve, capped at 1024 when automatic", async () => {
+  const { connectionCap } = await import("./http.ts");
+  assertEquals(connectionCap(0, 1024, 40), 728);
+  assertEquals(connectionCap(0, 1 << 20, 40), 1024);
+  assertEquals(connectionCap(5000, 1 << 20, 40), 5000);
+  assertEquals(connectionCap(5000, 1024, 40), 728);
+  assertEquals(connectionCap(0, 200, 40), 16);
+});
+
+Deno.test("concurrent scrapes share one collection", async () => {
+  let collections = 0;
+  const registry = new Registry({}, silentLogger);
+  registry.register({
+    name: "slow",
+    collect: async () => {
+      collections++;
+      await new Promise((r) => setTimeout(r, 50));
+      return [gauge("slow_value", "v", collections)];
+    },
+  });
+  const h = createHandler({ registry, log: silentLogger, version: {}, isReady: () => true });
+  const bodies = await Promise.all(
+    Array.from({ length: 20 }, () => h(get("/metrics")).then((r) => r.text())),
+  );
+  assertEquals(collections, 1);
+  assertEquals(new Set(bodies).size, 1);
+  await h(get("/metrics"));
+  assertEquals(collections, 2);
 });
