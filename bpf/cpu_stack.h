@@ -22,12 +22,12 @@ struct cpu_stack_event {
 	char comm[TASK_COMM_LEN];
 	__u64 stack[CPU_STACK_DEPTH];
 };
+HUATUO_RECORD(struct cpu_stack_event, 424);
 
 #define HUATUO_CPU_STACK_SAMPLER(_p)                                              \
 	HUATUO_MAP(_p##_cpustack_req, BPF_MAP_TYPE_ARRAY, __u32, __u64, 1);        \
 	HUATUO_MAP(_p##_cpustack_done, BPF_MAP_TYPE_PERCPU_ARRAY, __u32, __u64, 1); \
-	HUATUO_RINGBUF(_p##_cpu_stacks, 256 * 1024);                               \
-	HUATUO_MAP(_p##_cpu_stacks_lost, BPF_MAP_TYPE_PERCPU_ARRAY, __u32, __u64, 1); \
+	HUATUO_EVENT_RING(_p##_cpu_stacks, 256 * 1024);                            \
                                                                                    \
 	SEC("perf_event")                                                          \
 	int _p##_cpu_stack(struct bpf_perf_event_data *ctx)                        \
@@ -42,14 +42,9 @@ struct cpu_stack_event {
 			return 0;                                                  \
 		*done = *req; /* one sample per CPU per request */                 \
                                                                                    \
-		ev = bpf_ringbuf_reserve(&_p##_cpu_stacks, sizeof(*ev), 0);        \
-		if (!ev) {                                                         \
-			__u64 *lost = bpf_map_lookup_elem(&_p##_cpu_stacks_lost, &key); \
-                                                                                   \
-			if (lost)                                                  \
-				*lost += 1;                                        \
+		ev = huatuo_reserve(_p##_cpu_stacks, ev);                          \
+		if (!ev)                                                           \
 			return 0;                                                  \
-		}                                                                  \
 		id = bpf_get_current_pid_tgid();                                   \
 		ev->req = *req;                                                    \
 		ev->cpu = bpf_get_smp_processor_id();                              \

@@ -141,8 +141,8 @@ struct drop_event {
 	__u64 cgroup_id;
 	__u64 stack[STACK_DEPTH];
 };
+HUATUO_RECORD(struct drop_event, 408);
 
-_Static_assert(sizeof(struct drop_event) == 408, "struct drop_event is part of the agent contract");
 
 struct dw_bucket {
 	__u64 credit_ns; /* time credit: one event costs token_cost_ns */
@@ -158,8 +158,7 @@ HUATUO_MAP(dropwatch_drops, BPF_MAP_TYPE_PERCPU_ARRAY, __u32, __u64, REASON_SLOT
 HUATUO_MAP(dropwatch_drops_subsys, BPF_MAP_TYPE_PERCPU_HASH, __u32, __u64, 256);
 HUATUO_MAP(dropwatch_suppressed, BPF_MAP_TYPE_PERCPU_ARRAY, __u32, __u64, 1);
 HUATUO_MAP(dropwatch_bucket, BPF_MAP_TYPE_PERCPU_ARRAY, __u32, struct dw_bucket, 1);
-HUATUO_RINGBUF(dropwatch_events, 4 * 1024 * 1024);
-HUATUO_MAP(dropwatch_events_lost, BPF_MAP_TYPE_PERCPU_ARRAY, __u32, __u64, 1);
+HUATUO_EVENT_RING(dropwatch_events, 4 * 1024 * 1024);
 
 /* Kernels before 5.17 have no reason, before 6.12 no rx_sk, in the trace record. */
 struct trace_event_raw_kfree_skb___compat {
@@ -409,11 +408,9 @@ static __always_inline int handle_drop(void *ctx, struct sk_buff *skb, __u64 loc
 		count_one(&dropwatch_suppressed);
 		return 0;
 	}
-	ev = bpf_ringbuf_reserve(&dropwatch_events, sizeof(*ev), 0);
-	if (!ev) {
-		count_one(&dropwatch_events_lost);
+	ev = huatuo_reserve(dropwatch_events, ev);
+	if (!ev)
 		return 0;
-	}
 	__builtin_memset(ev, 0, offsetof(struct drop_event, stack));
 	ev->ts = bpf_ktime_get_ns();
 	ev->location = location;

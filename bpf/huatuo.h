@@ -48,6 +48,46 @@ char LICENSE[] SEC("license") = "GPL";
 		__uint(max_entries, _bytes);                                    \
 	} _name SEC(".maps")
 
+/* ---- event records: the ring-buffer contract with the agent ------------- */
+
+/*
+ * HUATUO_EVENT_RING(name, bytes) declares the ring @name the agent reads and
+ * @name##_lost, a per-CPU count of the records dropped because it was full
+ * (the agent finds it by that name and sums it).
+ */
+#define HUATUO_EVENT_RING(_name, _bytes)                                        \
+	HUATUO_RINGBUF(_name, _bytes);                                          \
+	HUATUO_MAP(_name##_lost, BPF_MAP_TYPE_PERCPU_ARRAY, __u32, __u64, 1)
+
+/*
+ * HUATUO_RECORD(struct foo_event, size): the record a program emits is part
+ * of the agent contract, declared once as a struct. Its size is asserted
+ * here; its field offsets are checked against the TypeScript decoder by a
+ * test that reads the compiled object's BTF (src/bpf/record_layout_test.ts).
+ */
+#define HUATUO_RECORD(_type, _size)                                             \
+	_Static_assert(sizeof(_type) == (_size), #_type " is part of the agent contract (update its decoder)")
+
+/*
+ * ev = huatuo_reserve(ring, ev): room for one *ev in @ring, or NULL when the
+ * ring is full, then counted in @ring##_lost. On that cold path it also keeps
+ * the record's struct in the object's BTF (a local variable alone does not
+ * put it there), for the layout test: one instruction, never on the hot path.
+ */
+#define huatuo_reserve(_ring, _ev)                                              \
+	({                                                                      \
+		typeof(_ev) __ev = bpf_ringbuf_reserve(&(_ring), sizeof(*(_ev)), 0); \
+		if (!__ev) {                                                    \
+			__u32 __k = 0;                                          \
+			__u64 *__lost = bpf_map_lookup_elem(&_ring##_lost, &__k); \
+                                                                                \
+			if (__lost)                                             \
+				*__lost += 1; /* per-CPU slot */                \
+			asm volatile("" ::"r"(bpf_core_type_id_local(typeof(*(_ev))))); \
+		}                                                               \
+		__ev;                                                           \
+	})
+
 /* ---- histogram values (map value layouts, part of the agent contract) -- */
 
 struct hist4 {

@@ -43,11 +43,11 @@ struct hungtask_event {
 	char comm[TASK_COMM_LEN];
 	__u64 ts;
 };
+HUATUO_RECORD(struct hungtask_event, 32);
 
 HUATUO_MAP(hungtask_count, BPF_MAP_TYPE_ARRAY, __u32, __u64, 1);
-HUATUO_RINGBUF(hungtask_events, 256 * 1024);
+HUATUO_EVENT_RING(hungtask_events, 256 * 1024);
 /* Reports that found the ring full; the agent reads it as the buffer's lost count. */
-HUATUO_MAP(hungtask_events_lost, BPF_MAP_TYPE_PERCPU_ARRAY, __u32, __u64, 1);
 
 SEC("raw_tp/sched_process_hang")
 int BPF_PROG(hungtask_hang, struct task_struct *task)
@@ -60,15 +60,9 @@ int BPF_PROG(hungtask_hang, struct task_struct *task)
 	if (cnt)
 		__sync_fetch_and_add(cnt, 1);
 
-	ev = bpf_ringbuf_reserve(&hungtask_events, sizeof(*ev), 0);
-	if (!ev) {
-		__u32 k = 0;
-		__u64 *lost = bpf_map_lookup_elem(&hungtask_events_lost, &k);
-
-		if (lost)
-			*lost += 1; /* per-CPU slot */
+	ev = huatuo_reserve(hungtask_events, ev);
+	if (!ev)
 		return 0;
-	}
 	ev->pid = BPF_CORE_READ(task, pid);
 	BPF_CORE_READ_STR_INTO(&ev->comm, task, comm);
 	ev->ts = bpf_ktime_get_ns();

@@ -74,6 +74,7 @@ struct reclaim_event {
 	__u32 count;
 	__u32 kind;
 };
+HUATUO_RECORD(struct reclaim_event, 64);
 
 /* Begin times of one thread: [0] direct, [1] memcg. */
 struct reclaim_start {
@@ -88,8 +89,7 @@ struct reclaim_window {
 	__u32 reported;
 };
 
-HUATUO_RINGBUF(memory_reclaim_events, 64 * 1024);
-HUATUO_MAP(memory_reclaim_events_lost, BPF_MAP_TYPE_PERCPU_ARRAY, __u32, __u64, 1);
+HUATUO_EVENT_RING(memory_reclaim_events, 64 * 1024);
 HUATUO_MAP(reclaim_start, BPF_MAP_TYPE_LRU_HASH, __u32, struct reclaim_start, 10240);
 HUATUO_MAP(reclaim_window, BPF_MAP_TYPE_LRU_HASH, __u32, struct reclaim_window, 10240);
 
@@ -171,15 +171,9 @@ static __always_inline void reclaim_end(int slot)
 		return;
 	w->reported = 1;
 
-	ev = bpf_ringbuf_reserve(&memory_reclaim_events, sizeof(*ev), 0);
-	if (!ev) {
-		__u32 k = 0;
-		__u64 *lost = bpf_map_lookup_elem(&memory_reclaim_events_lost, &k);
-
-		if (lost)
-			*lost += 1; /* per-CPU slot */
+	ev = huatuo_reserve(memory_reclaim_events, ev);
+	if (!ev)
 		return;
-	}
 	ev->pid = tgid;
 	ev->tid = tid;
 	bpf_get_current_comm(ev->comm, sizeof(ev->comm));

@@ -121,12 +121,9 @@ struct net_rx_event {
 	__u8 state;
 	char comm[TASK_COMM_LEN];
 };
+HUATUO_RECORD(struct net_rx_event, 104);
 
 /* The agent decodes these offsets (src/events/tracers/net_rx_latency.ts). */
-_Static_assert(sizeof(struct net_rx_event) == 104, "struct net_rx_event is 104 bytes");
-_Static_assert(__builtin_offsetof(struct net_rx_event, seq) == 64, "seq at 64");
-_Static_assert(__builtin_offsetof(struct net_rx_event, family) == 80, "family at 80");
-_Static_assert(__builtin_offsetof(struct net_rx_event, comm) == 84, "comm at 84");
 
 struct net_rx_rate {
 	__u64 window;
@@ -139,8 +136,7 @@ struct net_rx_key {
 	__u64 tstamp;
 };
 
-HUATUO_RINGBUF(net_rx_events, 64 * 1024);
-HUATUO_MAP(net_rx_events_lost, BPF_MAP_TYPE_PERCPU_ARRAY, __u32, __u64, 1);
+HUATUO_EVENT_RING(net_rx_events, 64 * 1024);
 HUATUO_MAP(net_rx_clock, BPF_MAP_TYPE_ARRAY, __u32, __s64, 1);
 HUATUO_MAP(net_rx_rate, BPF_MAP_TYPE_ARRAY, __u32, struct net_rx_rate, 1);
 HUATUO_MAP(net_rx_reported, BPF_MAP_TYPE_LRU_HASH, struct net_rx_key, __u8, 8192);
@@ -320,14 +316,9 @@ static __noinline int report(struct sk_buff *skb, struct sock *sk, __u64 tstamp,
 		return 0;
 	}
 
-	ev = bpf_ringbuf_reserve(&net_rx_events, sizeof(*ev), 0);
-	if (!ev) {
-		__u64 *lost = bpf_map_lookup_elem(&net_rx_events_lost, &k);
-
-		if (lost)
-			*lost += 1; /* per-CPU slot */
+	ev = huatuo_reserve(net_rx_events, ev);
+	if (!ev)
 		return 0;
-	}
 	__builtin_memset(ev, 0, sizeof(*ev));
 	proto = bpf_ntohs(BPF_CORE_READ(skb, protocol));
 	if (where == WHERE_NETIF) {

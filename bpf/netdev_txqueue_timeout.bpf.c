@@ -36,9 +36,9 @@ struct txqueue_timeout_event {
 	char driver_name[DRIVER_NAME_LEN];
 	__u64 ts;
 };
+HUATUO_RECORD(struct txqueue_timeout_event, 64);
 
-HUATUO_RINGBUF(netdev_txqueue_timeout_events, 64 * 1024);
-HUATUO_MAP(netdev_txqueue_timeout_events_lost, BPF_MAP_TYPE_PERCPU_ARRAY, __u32, __u64, 1);
+HUATUO_EVENT_RING(netdev_txqueue_timeout_events, 64 * 1024);
 
 SEC("raw_tp/net_dev_xmit_timeout")
 int BPF_PROG(netdev_txqueue_timeout, struct net_device *dev, int queue_index)
@@ -46,15 +46,9 @@ int BPF_PROG(netdev_txqueue_timeout, struct net_device *dev, int queue_index)
 	struct txqueue_timeout_event *ev;
 	const char *driver;
 
-	ev = bpf_ringbuf_reserve(&netdev_txqueue_timeout_events, sizeof(*ev), 0);
-	if (!ev) {
-		__u32 k = 0;
-		__u64 *lost = bpf_map_lookup_elem(&netdev_txqueue_timeout_events_lost, &k);
-
-		if (lost)
-			*lost += 1; /* per-CPU slot */
+	ev = huatuo_reserve(netdev_txqueue_timeout_events, ev);
+	if (!ev)
 		return 0;
-	}
 	ev->queue_index = queue_index;
 	/* A failed read (e.g. a NULL dev in a test run) leaves zeros: empty strings. */
 	if (bpf_core_read_str(ev->device_name, sizeof(ev->device_name), &dev->name) < 0)

@@ -59,10 +59,10 @@ struct oom_event {
 	__u32 uid;
 	__s16 oom_score_adj;
 };
+HUATUO_RECORD(struct oom_event, 120);
 
-HUATUO_RINGBUF(oom_events, 64 * 1024);
+HUATUO_EVENT_RING(oom_events, 64 * 1024);
 /* Reports that found the ring full; the agent reads it as the buffer's lost count. */
-HUATUO_MAP(oom_events_lost, BPF_MAP_TYPE_PERCPU_ARRAY, __u32, __u64, 1);
 
 /* Before 6.2 mm->rss_stat was struct mm_rss_stat { atomic_long_t count[]; }. */
 struct mm_rss_stat___old {
@@ -107,15 +107,9 @@ int BPF_PROG(oom_mark_victim, struct task_struct *task, uid_t uid)
 	struct oom_event *ev;
 	struct mm_struct *mm;
 
-	ev = bpf_ringbuf_reserve(&oom_events, sizeof(*ev), 0);
-	if (!ev) {
-		__u32 k = 0;
-		__u64 *lost = bpf_map_lookup_elem(&oom_events_lost, &k);
-
-		if (lost)
-			*lost += 1; /* per-CPU slot */
+	ev = huatuo_reserve(oom_events, ev);
+	if (!ev)
 		return 0;
-	}
 	ev->victim_pid = BPF_CORE_READ(task, tgid);
 	ev->trigger_pid = BPF_CORE_READ(cur, tgid);
 	BPF_CORE_READ_STR_INTO(&ev->victim_comm, task, comm);

@@ -122,21 +122,9 @@ struct ras_event {
 		struct ras_thr thr;
 	};
 };
+HUATUO_RECORD(struct ras_event, 432);
 
 /* The layout the agent decodes (src/metrics/collectors/ras.ts). */
-_Static_assert(sizeof(struct ras_event) == 432, "struct ras_event size");
-_Static_assert(__builtin_offsetof(struct ras_event, mce.mcgcap) == 88, "mce.mcgcap");
-_Static_assert(__builtin_offsetof(struct ras_event, mce.cpuid) == 96, "mce.cpuid");
-_Static_assert(__builtin_offsetof(struct ras_event, mce.severity) == 115, "mce.severity");
-_Static_assert(__builtin_offsetof(struct ras_event, edac.grain_bits) == 44, "edac.grain_bits");
-_Static_assert(__builtin_offsetof(struct ras_event, edac.msg) == 48, "edac.msg");
-_Static_assert(__builtin_offsetof(struct ras_event, edac.driver) == 304, "edac.driver");
-_Static_assert(__builtin_offsetof(struct ras_event, acpi.len) == 48, "acpi.len");
-_Static_assert(__builtin_offsetof(struct ras_event, acpi.fru_text) == 56, "acpi.fru_text");
-_Static_assert(__builtin_offsetof(struct ras_event, acpi.data) == 88, "acpi.data");
-_Static_assert(__builtin_offsetof(struct ras_event, aer.tlp) == 24, "aer.tlp");
-_Static_assert(__builtin_offsetof(struct ras_event, aer.dev_name) == 40, "aer.dev_name");
-_Static_assert(__builtin_offsetof(struct ras_event, thr.vector) == 16, "thr.vector");
 
 /* The kernel's struct mce (arch/x86/include/uapi/asm/mce.h), read with CO-RE. */
 struct mce___huatuo {
@@ -161,8 +149,7 @@ struct mce___huatuo {
 } __attribute__((preserve_access_index));
 
 HUATUO_MAP(ras_count, BPF_MAP_TYPE_ARRAY, __u32, __u64, RAS_SOURCES);
-HUATUO_RINGBUF(ras_events, 256 * 1024);
-HUATUO_MAP(ras_events_lost, BPF_MAP_TYPE_PERCPU_ARRAY, __u32, __u64, 1);
+HUATUO_EVENT_RING(ras_events, 256 * 1024);
 
 /* Counts the event and reserves its record (NULL when the ring is full). */
 static __always_inline struct ras_event *ras_begin(__u32 source)
@@ -174,16 +161,9 @@ static __always_inline struct ras_event *ras_begin(__u32 source)
 	cnt = bpf_map_lookup_elem(&ras_count, &key);
 	if (cnt)
 		__sync_fetch_and_add(cnt, 1);
-	ev = bpf_ringbuf_reserve(&ras_events, sizeof(*ev), 0);
-	if (!ev) {
-		__u64 *lost;
-
-		key = 0;
-		lost = bpf_map_lookup_elem(&ras_events_lost, &key);
-		if (lost)
-			*lost += 1; /* per-CPU slot */
+	ev = huatuo_reserve(ras_events, ev);
+	if (!ev)
 		return NULL;
-	}
 	ev->source = source;
 	ev->cpu = bpf_get_smp_processor_id();
 	ev->ts = bpf_ktime_get_ns();

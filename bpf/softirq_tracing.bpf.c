@@ -106,6 +106,7 @@ struct softirq_tracing_event {
 	__u32 pad;
 	__u64 stack[STACK_DEPTH];
 };
+HUATUO_RECORD(struct softirq_tracing_event, 560);
 
 /* The section being observed on one CPU (and where that CPU's counters are). */
 struct section {
@@ -125,8 +126,7 @@ struct section {
 	__u64 stack[STACK_DEPTH];
 };
 
-HUATUO_RINGBUF(softirq_tracing_events, 256 * 1024);
-HUATUO_MAP(softirq_tracing_events_lost, BPF_MAP_TYPE_PERCPU_ARRAY, __u32, __u64, 1);
+HUATUO_EVENT_RING(softirq_tracing_events, 256 * 1024);
 HUATUO_MAP(softirq_tracing_stats, BPF_MAP_TYPE_PERCPU_ARRAY, __u32, __u64, 4);
 HUATUO_MAP(softirq_tracing_sections, BPF_MAP_TYPE_PERCPU_ARRAY, __u32, struct section, 1);
 
@@ -204,15 +204,9 @@ static __always_inline void close_section(struct section *s, __u64 now)
 	s->start = 0;
 	if (s->ignored || off < disabled_threshold)
 		return;
-	ev = bpf_ringbuf_reserve(&softirq_tracing_events, sizeof(*ev), 0);
-	if (!ev) {
-		__u32 k = 0;
-		__u64 *lost = bpf_map_lookup_elem(&softirq_tracing_events_lost, &k);
-
-		if (lost)
-			*lost += 1; /* per-CPU slot */
+	ev = huatuo_reserve(softirq_tracing_events, ev);
+	if (!ev)
 		return;
-	}
 	ev->offtime = off;
 	ev->threshold = disabled_threshold;
 	ev->now = now;

@@ -64,11 +64,11 @@ struct softlockup_event {
 	__u32 len;
 	char text[SL_READ_MAX];
 };
+HUATUO_RECORD(struct softlockup_event, 200);
 
 HUATUO_MAP(softlockup_count, BPF_MAP_TYPE_ARRAY, __u32, __u64, 1);
 HUATUO_MAP(softlockup_buf, BPF_MAP_TYPE_PERCPU_ARRAY, __u32, struct sl_buf, 1);
-HUATUO_RINGBUF(softlockup_events, 64 * 1024);
-HUATUO_MAP(softlockup_events_lost, BPF_MAP_TYPE_PERCPU_ARRAY, __u32, __u64, 1);
+HUATUO_EVENT_RING(softlockup_events, 64 * 1024);
 
 static __always_inline bool needle_at(const char *p)
 {
@@ -107,14 +107,9 @@ int BPF_PROG(softlockup_console, const char *text, size_t len)
 	if (cnt)
 		__sync_fetch_and_add(cnt, 1);
 
-	ev = bpf_ringbuf_reserve(&softlockup_events, sizeof(*ev), 0);
-	if (!ev) {
-		__u64 *lost = bpf_map_lookup_elem(&softlockup_events_lost, &key);
-
-		if (lost)
-			*lost += 1; /* per-CPU slot */
+	ev = huatuo_reserve(softlockup_events, ev);
+	if (!ev)
 		return 0;
-	}
 	ev->cpu = bpf_get_smp_processor_id();
 	ev->len = n;
 	/* Whole buffer: only ev->len bytes are this message's. */

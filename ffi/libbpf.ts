@@ -47,6 +47,10 @@ const SYMBOLS = {
   btf__find_by_name_kind: { parameters: ["pointer", "buffer", "u32"], result: "i32" },
   btf__type_by_id: { parameters: ["pointer", "u32"], result: "pointer" },
   btf__name_by_offset: { parameters: ["pointer", "u32"], result: "pointer" },
+  btf__parse: { parameters: ["buffer", "pointer"], result: "pointer" },
+  btf__free: { parameters: ["pointer"], result: "void" },
+  btf__type_cnt: { parameters: ["pointer"], result: "u32" },
+  btf__resolve_size: { parameters: ["pointer", "u32"], result: "i64" },
   bpf_map_lookup_elem: { parameters: ["i32", "buffer", "buffer"], result: "i32" },
   bpf_map_update_elem: { parameters: ["i32", "buffer", "buffer", "u64"], result: "i32" },
   bpf_map_delete_elem: { parameters: ["i32", "buffer"], result: "i32" },
@@ -75,6 +79,11 @@ function bpf(): Libbpf {
     installPrintCallback(lib);
   }
   return lib;
+}
+
+/** The libbpf symbols, for the other bindings over the same library (ffi/btf.ts). */
+export function libbpf(): Libbpf {
+  return bpf();
 }
 
 // ---------------------------------------------------------------------------

@@ -6,14 +6,28 @@ import type { RecordHandler } from "../../../ffi/events.ts";
 import { type BpfRuntime, BpfTracer } from "../../bpf/tracer.ts";
 import type { Logger } from "../../log/logger.ts";
 import type { EventSink } from "../sink.ts";
+import { recordLayout, RecordReader } from "../../bpf/record.ts";
 import { containerEventFields, type ContainerRegistry, controllerLookup } from "../../pod/container.ts";
 
-const decoder = new TextDecoder();
+/** struct oom_event in bpf/oom.bpf.c (pids are tgids; memory sizes in pages). */
+export const OOM_RECORD = recordLayout("oom.o", "oom_event", 120, {
+  victim_pid: 0,
+  trigger_pid: 4,
+  victim_comm: 8,
+  trigger_comm: 24,
+  victim_memcg_id: 40,
+  trigger_memcg_id: 48,
+  victim_memcg_css: 56,
+  trigger_memcg_css: 64,
+  total_vm: 72,
+  anon_rss: 80,
+  file_rss: 88,
+  shmem_rss: 96,
+  ts: 104,
+  uid: 112,
+  oom_score_adj: 116,
+});
 
-/** Size of struct oom_event in bpf/oom.bpf.c. */
-export const OOM_RECORD_SIZE = 120;
-
-/** struct oom_event from bpf/oom.bpf.c (pids are tgids; memory sizes in pages). */
 export interface OomRecord {
   victimPid: number;
   triggerPid: number;
@@ -34,34 +48,26 @@ export interface OomRecord {
   oomScoreAdj: number;
 }
 
-function comm(view: DataView, offset: number): string {
-  const bytes = new Uint8Array(view.buffer, view.byteOffset + offset, 16);
-  const end = bytes.indexOf(0);
-  return decoder.decode(end < 0 ? bytes : bytes.subarray(0, end));
-}
-
-/** Decodes one struct oom_event at @offset of @view. */
-export function oomRecord(view: DataView, offset: number): OomRecord {
-  if (view.byteLength - offset < OOM_RECORD_SIZE) {
-    throw new RangeError(`oom record too short: ${view.byteLength - offset} < ${OOM_RECORD_SIZE} bytes`);
-  }
-  const u64 = (o: number) => view.getBigUint64(offset + o, true);
+/** Decodes one struct oom_event of `length` bytes at `offset` of `view`. */
+export function oomRecord(view: DataView, offset: number, length: number): OomRecord {
+  const r = RecordReader.of(OOM_RECORD, view, offset, length);
+  const f = OOM_RECORD.fields;
   return {
-    victimPid: view.getUint32(offset, true),
-    triggerPid: view.getUint32(offset + 4, true),
-    victimComm: comm(view, offset + 8),
-    triggerComm: comm(view, offset + 24),
-    victimMemcgId: u64(40),
-    triggerMemcgId: u64(48),
-    victimMemcgCss: u64(56),
-    triggerMemcgCss: u64(64),
-    totalVm: u64(72),
-    anonRss: u64(80),
-    fileRss: u64(88),
-    shmemRss: u64(96),
-    ts: u64(104),
-    uid: view.getUint32(offset + 112, true),
-    oomScoreAdj: view.getInt16(offset + 116, true),
+    victimPid: r.u32(f.victim_pid),
+    triggerPid: r.u32(f.trigger_pid),
+    victimComm: r.cString(f.victim_comm, 16),
+    triggerComm: r.cString(f.trigger_comm, 16),
+    victimMemcgId: r.u64(f.victim_memcg_id),
+    triggerMemcgId: r.u64(f.trigger_memcg_id),
+    victimMemcgCss: r.u64(f.victim_memcg_css),
+    triggerMemcgCss: r.u64(f.trigger_memcg_css),
+    totalVm: r.u64(f.total_vm),
+    anonRss: r.u64(f.anon_rss),
+    fileRss: r.u64(f.file_rss),
+    shmemRss: r.u64(f.shmem_rss),
+    ts: r.u64(f.ts),
+    uid: r.u32(f.uid),
+    oomScoreAdj: r.i16(f.oom_score_adj),
   };
 }
 
@@ -101,8 +107,8 @@ export function oomContainerFields(r: OomRecord, containers?: ContainerRegistry)
 }
 
 function onRecord(log: Logger, events?: EventSink, containers?: ContainerRegistry): RecordHandler {
-  return (view, offset) => {
-    const r = oomRecord(view, offset);
+  return (view, offset, length) => {
+    const r = oomRecord(view, offset, length);
     log.warn("oom kill", {
       victim_pid: r.victimPid,
       victim_comm: r.victimComm,

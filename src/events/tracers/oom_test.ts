@@ -4,8 +4,9 @@ import { silentLogger } from "../../log/logger.ts";
 import { BpfRuntime } from "../../bpf/tracer.ts";
 import { assert, assertEquals, assertThrows } from "../../testing/assert.ts";
 import type { EventInput } from "../sink.ts";
-import { OOM_RECORD_SIZE, oomContainerFields, oomRecord, oomTracer, oomTracerData } from "./oom.ts";
+import { OOM_RECORD, oomContainerFields, oomRecord, oomTracer, oomTracerData } from "./oom.ts";
 import { exists } from "../../testing/fs.ts";
+import { ShortRecordError } from "../../bpf/record.ts";
 
 const OUT = new URL("../../../_output/bpf", import.meta.url).pathname;
 const MEMCG = "/sys/fs/cgroup/memory";
@@ -25,7 +26,7 @@ function putComm(u8: Uint8Array, off: number, s: string): void {
 }
 
 Deno.test("oomRecord decodes struct oom_event and oomTracerData uses the seed's names", () => {
-  const buf = new ArrayBuffer(8 + OOM_RECORD_SIZE);
+  const buf = new ArrayBuffer(8 + OOM_RECORD.size);
   const v = new DataView(buf);
   const u8 = new Uint8Array(buf);
   const o = 8;
@@ -44,7 +45,7 @@ Deno.test("oomRecord decodes struct oom_event and oomTracerData uses the seed's 
   v.setBigUint64(o + 104, 999n, true);
   v.setUint32(o + 112, 1000, true);
   v.setInt16(o + 116, -500, true);
-  const r = oomRecord(v, o);
+  const r = oomRecord(v, o, OOM_RECORD.size);
   assertEquals(r, {
     victimPid: 4242,
     triggerPid: 777,
@@ -72,7 +73,9 @@ Deno.test("oomRecord decodes struct oom_event and oomTracerData uses the seed's 
     trigger_memcg_css: "0xff4b8d8be3819000",
     trigger_memcg_id: 678,
   });
-  assertThrows(() => oomRecord(v, o + 1), RangeError);
+  // The ring's length is what counts: a short record is rejected even inside a large buffer.
+  assertThrows(() => oomRecord(v, o, OOM_RECORD.size - 1), ShortRecordError);
+  assertThrows(() => oomRecord(v, o + 1, OOM_RECORD.size), RangeError);
 });
 
 async function removeCgroup(dir: string): Promise<void> {
