@@ -1,5 +1,5 @@
 // Storage.LocalFile on a disk that fills up, end to end: the real agent writes
-// its documents to a 64 KiB tmpfs; real kernel events (UDP datagrams to closed
+// its documents to a 256 KiB tmpfs; real kernel events (UDP datagrams to closed
 // ports → dropwatch documents) go on while the tmpfs is full and after it is
 // freed. Every line of every local file must stay one whole JSON document,
 // and storage_local_failed_total{tracer} must equal exactly the documents lost
@@ -77,7 +77,7 @@ Deno.test({
     await withCleanup(async (c) => {
       const local = Deno.makeTempDirSync({ prefix: "huatuo-it-localfile-" });
       c.defer(`remove ${local}`, () => Deno.removeSync(local, { recursive: true }));
-      await run("mount", ["-t", "tmpfs", "-o", "size=64k", "tmpfs", local]);
+      await run("mount", ["-t", "tmpfs", "-o", "size=256k", "tmpfs", local]);
       c.defer(`umount ${local}`, () => run("umount", [local]));
 
       const agent = await startAgent({
@@ -145,7 +145,15 @@ Deno.test({
         );
         assertEquals(m.written.get(tracer), onDisk, `${tracer}: storage_local_written_total`);
       }
-      assertEquals(m.failed.get("dropwatch"), failedWhenFreed, "no failure once the disk has room");
+      const storeLog = () =>
+        agent.output().split("\n").filter((l) => l.includes("local file") || l.includes("LocalFile")).join(
+          "\n",
+        );
+      assertEquals(
+        m.failed.get("dropwatch"),
+        failedWhenFreed,
+        `no failure once the disk has room\n${storeLog()}`,
+      );
       assert(lines.docs.get("dropwatch")! >= 20, "documents written again after the disk was freed");
 
       // Logged once per streak: one ERROR with the cause and path, then an INFO with the losses.
