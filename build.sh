@@ -122,6 +122,7 @@ ensure_test_deps() {
   need cpio cpio
   need bpftrace bpftrace
   need gcc gcc
+  need stress-ng stress-ng
 }
 
 # Tests attach tp/ programs, which libbpf resolves through tracefs; a fresh host

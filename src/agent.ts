@@ -21,7 +21,7 @@ import { createEventSink } from "./events/sink.ts";
 import { EVENT_TRACERS } from "./events/tracers/index.ts";
 import { createWatchHandler } from "./server/watch.ts";
 import { LocalFileStore } from "./storage/localfile.ts";
-import { esStorageCollector } from "./storage/metrics.ts";
+import { esStorageCollector, localFileCollector } from "./storage/metrics.ts";
 import { startEsStorage } from "./storage/opensearch.ts";
 import { setLibbpfLogger } from "../ffi/libbpf.ts";
 import { type Tracer, TracerManager } from "./tracing/manager.ts";
@@ -195,7 +195,9 @@ export async function runAgent(opts: CliOptions): Promise<number> {
   const tracers = new TracerManager(log);
   const bpf = new BpfRuntime(opts.bpfDir ?? defaultBpfDir());
   const hub = new EventHub();
-  const store = LocalFileStore.fromConfig(config);
+  const store = LocalFileStore.fromConfig(config, log);
+  // An unwritable Path is a WARN now, not an ERROR at the first event; the agent runs on either way.
+  store.check();
   const es = startEsStorage(config, { disableStorage: opts.disableStorage, log });
   const events = createEventSink({ hostname: host, region: opts.region, store, hub, log, es, containers });
   const registry = buildRegistry(
@@ -204,6 +206,7 @@ export async function runAgent(opts: CliOptions): Promise<number> {
     tracers,
   );
   registry.register(esStorageCollector(es));
+  registry.register(localFileCollector(store));
   registry.register(kubeletCollector(kubelet));
   registry.register(containerRegistryCollector(containers));
   registry.register(eventsCollector(hub));

@@ -76,15 +76,9 @@ export function createEventSink(
       data: event.data,
       container: eventContainer(event, deps.containers),
     });
-    try {
-      deps.store.write(doc);
-    } catch (err) {
-      // A full or read-only disk must not stop the stream: log it and publish anyway.
-      deps.log.error("event not written to the local file", {
-        tracer: event.tracerName,
-        error: err instanceof Error ? err.message : String(err),
-      });
-    }
+    // A full or read-only disk must not stop the stream: the store never throws, and counts and logs
+    // (once per failure streak) the documents it could not write.
+    deps.store.write(doc);
     try {
       deps.es?.append(doc);
     } catch (err) {

@@ -1,9 +1,11 @@
 // Storage.ES as metrics, so a store outage is an alert and never silent loss:
 // queued (gauge) climbing with up == 0 is an outage being ridden out; dropped
-// or failed rising is data that will never reach the store.
+// or failed rising is data that will never reach the store. Storage.LocalFile:
+// written and failed documents per tracer (a full or read-only disk).
 
 import type { Collector } from "../metrics/collector.ts";
 import { counter, gauge, type Sample } from "../metrics/sample.ts";
+import type { LocalFileStore } from "./localfile.ts";
 import type { EsStorage } from "./opensearch.ts";
 
 export function esStorageSamples(storage: EsStorage): Sample[] {
@@ -57,5 +59,33 @@ export function esStorageCollector(storage: EsStorage | undefined): Collector {
   return {
     name: "storage_es",
     collect: () => Promise.resolve(storage ? esStorageSamples(storage) : []),
+  };
+}
+
+/** Per tracer that sent a document: both counters (failed from 0, so rate() works before the first failure). */
+export function localFileSamples(store: LocalFileStore): Sample[] {
+  const out: Sample[] = [];
+  const stats = [...store.stats()].sort(([a], [b]) => a.localeCompare(b));
+  for (const [tracer, s] of stats) {
+    out.push(
+      counter("storage_local_written_total", "Documents written to the local file, by tracer.", s.written, {
+        tracer,
+      }),
+      counter(
+        "storage_local_failed_total",
+        "Documents not written to the local file (e.g. disk full, read-only, unwritable Path), by tracer.",
+        s.failed,
+        { tracer },
+      ),
+    );
+  }
+  return out;
+}
+
+/** No series when Storage.LocalFile is disabled (Path ""). */
+export function localFileCollector(store: LocalFileStore): Collector {
+  return {
+    name: "storage_local",
+    collect: () => Promise.resolve(store.enabled ? localFileSamples(store) : []),
   };
 }

@@ -1,25 +1,35 @@
-// Host CPU utilisation (percent of all CPUs) between this scrape and the last;
-// the first scrape reports the since-boot average.
+// Host CPU utilisation (percent of all CPUs) over a fixed background window
+// (host/stat_window.ts: /proc/stat read every 5 s): every scrape reports the
+// last complete window, so every scraper sees the same value however close
+// together they scrape. Until the first window completes (the first 5 s
+// after start) it reports the since-boot average.
 
-import { type CpuTimes, type CpuUtil, cpuUtil, parseCpuTotal, ZERO_CPU_TIMES } from "../../host/stat.ts";
+import { cpuUtil, ZERO_CPU_TIMES } from "../../host/stat.ts";
+import { acquireCpuWindow } from "../../host/stat_window.ts";
 import { defineCollector } from "../collector.ts";
 import { gauge } from "../sample.ts";
 
 export default defineCollector("cpu_util", ({ fs }) => {
-  let prev: CpuTimes = ZERO_CPU_TIMES;
-  let last: CpuUtil = { usr: 0, sys: 0, total: 0 };
+  const cpu = acquireCpuWindow(fs);
   return {
-    async collect() {
-      const path = fs.proc("stat");
-      const cur = parseCpuTotal(await fs.readText(path), path);
-      // No tick elapsed (two scrapes in the same jiffy, or a static fixture): keep the last value.
-      last = cpuUtil(prev, cur) ?? last;
-      prev = cur;
-      return [
-        gauge("cpu_util_sys", "cpu sys for the host", last.sys),
-        gauge("cpu_util_usr", "cpu usr for the host", last.usr),
-        gauge("cpu_util_total", "cpu total for the host", last.total),
-      ];
+    collect() {
+      let window;
+      try {
+        window = cpu.window();
+      } catch (err) {
+        // A rejection, not a throw: merged collectors (containers/index.ts) run both parts as promises.
+        return Promise.reject(err);
+      }
+      const { start, end } = window;
+      // A window whose counters went backwards (never expected) falls back to since boot.
+      const u = (start && cpuUtil(start, end)) ?? cpuUtil(ZERO_CPU_TIMES, end) ??
+        { usr: 0, sys: 0, total: 0 };
+      return Promise.resolve([
+        gauge("cpu_util_sys", "cpu sys for the host", u.sys),
+        gauge("cpu_util_usr", "cpu usr for the host", u.usr),
+        gauge("cpu_util_total", "cpu total for the host", u.total),
+      ]);
     },
+    close: () => cpu.release(),
   };
 });

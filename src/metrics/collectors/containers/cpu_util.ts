@@ -1,15 +1,24 @@
-// cpu_util_container_{sys,usr,total,cores}: a container's CPU use between two
-// scrapes as a percent of the CPUs it may use (its cores), like the host's
-// cpu_util is a percent of all host CPUs. cores = CFS quota / period, capped by
-// its cpuset; the cpuset's (else the host's) CPU count when unlimited. The
-// first scrape of a container reports the average since its first process
-// started (the host's first scrape is the since-boot average).
+// cpu_util_container_{sys,usr,total,cores}: a container's CPU use over a
+// window of at least CPU_WINDOW_MS (5 s, the host's window) as a percent of
+// the CPUs it may use (its cores), like the host's cpu_util is a percent of all
+// host CPUs. cores = CFS quota / period, capped by its cpuset; the cpuset's
+// (else the host's) CPU count when unlimited. The first scrape of a container
+// reports the average since its first process started (the host's first
+// window is the since-boot average).
+//
+// Minimum-window scheme, not the host's background timer: a scrape starts a
+// new window only when the current one is at least 5 s old, otherwise it
+// reports the current one again. So scrapers less than 5 s apart (replicas of
+// one Prometheus) get identical values, no window is shorter than 5 s, and the
+// cost stays what it was: one cpu.stat read per container per scrape, no
+// timer reading hundreds of cgroups between scrapes.
 // Sources: v1 cpuacct.stat (USER_HZ ticks) or cgroup2 cpu.stat user_usec /
 // system_usec; v1 cpu.cfs_quota_us + cpu.cfs_period_us or cgroup2 cpu.max;
 // cpuset.effective_cpus (v1) or cpuset.cpus.effective (v2).
 
 import { parseKeyValue } from "../../../host/keyvalue.ts";
 import { type HostFs, SourceError } from "../../../host/fs.ts";
+import { CPU_WINDOW_MS } from "../../../host/stat_window.ts";
 import { type Container, containerLabels, type ContainerRegistry } from "../../../pod/container.ts";
 import type { Collector, CollectorContext } from "../../collector.ts";
 import { gauge, type Sample } from "../../sample.ts";
@@ -126,15 +135,18 @@ function secondsSinceStart(fs: HostFs, pid: number): number | undefined {
 }
 
 interface State {
+  /** The reading that ends the current window. */
   usage: CpuUsage;
   at: number;
-  last?: ContainerCpuUtil;
+  /** Use over the current window; undefined when its start is unknown (no process to date it). */
+  util?: ContainerCpuUtil;
 }
 
 export function cpuUtilContainer(
   ctx: CollectorContext,
   containers: ContainerRegistry,
   now: () => number = () => performance.now(),
+  windowMs = CPU_WINDOW_MS,
 ): Collector {
   const states = new Map<string, State>();
   const coresCache = new WeakMap<Container, number>();
@@ -147,6 +159,7 @@ export function cpuUtilContainer(
       const seen = new Set<string>();
       const out = await perContainer(list, (c): Sample[] => {
         seen.add(c.id);
+        // Read at every scrape even within a window: a deleted container is skipped (NotFound), not reported stale.
         const usage = readCpuUsage(c);
         if (!usage) return [];
         // Quota and cpuset change rarely (an in-place resize): read once per registry
@@ -154,16 +167,19 @@ export function cpuUtilContainer(
         let cores = coresCache.get(c);
         if (cores === undefined) coresCache.set(c, cores = readCores(c, hostOnce));
         const at = now();
-        const prev = states.get(c.id);
-        let util: ContainerCpuUtil | undefined;
-        if (prev) {
-          // No time passed (two scrapes at once): keep the last value.
-          util = containerCpuUtil(prev.usage, usage, (at - prev.at) * 1e6, cores) ?? prev.last;
-        } else {
+        let state = states.get(c.id);
+        if (!state) {
           const since = secondsSinceStart(ctx.fs, c.initPid);
-          if (since !== undefined) util = containerCpuUtil({ user: 0, system: 0 }, usage, since * 1e9, cores);
+          const util = since === undefined
+            ? undefined
+            : containerCpuUtil({ user: 0, system: 0 }, usage, since * 1e9, cores);
+          states.set(c.id, state = { usage, at, util });
+        } else if (at - state.at >= windowMs) {
+          // The current window is old enough: this reading ends a new one. Otherwise every scraper gets the same value.
+          const util = containerCpuUtil(state.usage, usage, (at - state.at) * 1e6, cores) ?? state.util;
+          states.set(c.id, state = { usage, at, util });
         }
-        states.set(c.id, { usage, at, last: util });
+        const util = state.util;
         const labels = containerLabels(c);
         const samples = [
           gauge("cpu_util_container_cores", "cpu core number for the containers", cores, labels),

@@ -1,5 +1,5 @@
 // cpu_util_container_*: units and the first-scrape rule on the v1 and v2
-// fixture hosts, deltas between scrapes on a writable copy, cores from
+// fixture hosts, windows of at least 5 s on a writable copy, cores from
 // quota / cpuset / host CPUs, the seed's label set, garbled and vanished cgroups.
 import { assert, assertEquals, assertRejects } from "../../../testing/assert.ts";
 import { SourceError } from "../../../host/fs.ts";
@@ -79,22 +79,39 @@ Deno.test("v2 fixture: cpu.stat usec, cores = min(cpu.max, cpuset); labels from 
   });
 });
 
-Deno.test("deltas between scrapes; unlimited quota → cpuset, else the host's CPUs", async () => {
+Deno.test("windows of at least 5 s: every scrape within one gets the same value; cores from quota / cpuset / host", async () => {
   const root = await copyFixture("v1");
   try {
     const c = v1Container(root);
+    const stat = `${c.cgroupPaths.cpuacct}/cpuacct.stat`;
     let now = 1000;
     const col = cpuUtilContainer(context(root), staticRegistry([c]), () => now);
-    await col.collect();
-    await Deno.writeTextFile(`${c.cgroupPaths.cpuacct}/cpuacct.stat`, "user 4100\nsystem 1050\n");
+    const first = valuesOf(await col.collect(), "coredns").get("cpu_util_container_total");
+    // 1 s later (a second scraper, or the same one): still the first window, whatever the counters did.
+    await Deno.writeTextFile(stat, "user 4100\nsystem 1050\n");
     now += 1000;
     let v = valuesOf(await col.collect(), "coredns");
-    close(v.get("cpu_util_container_usr"), 50); // 1 s of 2 CPUs over 1 s
+    close(v.get("cpu_util_container_total"), first!);
+    // 5 s after the first reading: a new window, 5 s of user and 2.5 s of system time on 2 CPUs.
+    await Deno.writeTextFile(stat, "user 4500\nsystem 1250\n");
+    now += 4000;
+    v = valuesOf(await col.collect(), "coredns");
+    close(v.get("cpu_util_container_usr"), 50);
     close(v.get("cpu_util_container_sys"), 25);
     close(v.get("cpu_util_container_total"), 75);
-    // Same instant again: keeps the last value rather than dividing by zero.
+    // A scraper 20 ms later, and one 4.9 s later, see the same window whatever the counters did since.
+    await Deno.writeTextFile(stat, "user 5500\nsystem 1250\n");
+    for (const dt of [20, 4880]) {
+      now += dt;
+      v = valuesOf(await col.collect(), "coredns");
+      close(v.get("cpu_util_container_usr"), 50);
+      close(v.get("cpu_util_container_total"), 75);
+    }
+    // The next window starts at the scrape that found the last one 5 s old: 10 s of user time over 5 s.
+    now += 100;
     v = valuesOf(await col.collect(), "coredns");
-    close(v.get("cpu_util_container_total"), 75);
+    close(v.get("cpu_util_container_usr"), 100);
+    close(v.get("cpu_util_container_sys"), 0);
 
     await Deno.writeTextFile(`${c.cgroupPaths.cpu}/cpu.cfs_quota_us`, "-1\n");
     v = valuesOf(await col.collect(), "coredns");
