@@ -7,7 +7,15 @@
 import { parse as parseToml, TomlError } from "smol-toml";
 import type { z } from "zod";
 import { MiB, NotRegularFileError, ReadLimitError, readRegularFile } from "../host/read.ts";
-import { type Config, configSchema, knownKeys, REGEX_EXPECTED, regexError } from "./schema.ts";
+import {
+  type Config,
+  configSchema,
+  INDEX_EXPECTED,
+  indexNameError,
+  knownKeys,
+  REGEX_EXPECTED,
+  regexError,
+} from "./schema.ts";
 
 /** The shipped file with every key commented is ~30 KB: a config above 1 MiB is a wrong path, not a config. */
 export const MAX_CONFIG_BYTES = 1 * MiB;
@@ -113,8 +121,13 @@ function toProblems(issue: z.core.$ZodIssue, raw: unknown): ConfigProblem[] {
   }
   const value = valueAt(raw, issue.path);
   let found = render(value);
-  if (issue.message === REGEX_EXPECTED && typeof value === "string") {
-    const why = regexError(value);
+  if (typeof value === "string") {
+    // The value alone does not say what is wrong with it: add why.
+    const why = issue.message === REGEX_EXPECTED
+      ? regexError(value)
+      : issue.message === INDEX_EXPECTED
+      ? indexNameError(value)
+      : undefined;
     if (why !== undefined) found += ` (${why})`;
   }
   return [{ path: formatPath(issue.path), expected: issue.message, found }];

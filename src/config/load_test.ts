@@ -326,6 +326,18 @@ Deno.test("loadConfig: reads and validates a file", async () => {
   }
 });
 
+Deno.test("Storage.ES.Index: a name the store would refuse is a config error with the reason", () => {
+  const p = only('[Storage.ES]\nIndex = "UPPER"\n');
+  assertStrictEquals(p.path, "Storage.ES.Index");
+  assertMatch(p.expected, /^an index name: lowercase/);
+  assertStrictEquals(p.found, '"UPPER" (has uppercase letters)');
+  const err = fail('[Storage.ES]\nIndex = "_x"\n');
+  assertMatch(
+    err.message,
+    /^config \/etc\/huatuo-bamai\/huatuo-bamai\.conf: Storage\.ES\.Index: expected an index name: .*, found "_x" \(starts with _\)$/,
+  );
+});
+
 /** The ConfigError loadConfig(file) rejects with, and how long it took. */
 async function loadError(file: string, maxBytes?: number): Promise<{ err: ConfigError; ms: number }> {
   const t0 = performance.now();

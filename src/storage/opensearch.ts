@@ -10,7 +10,7 @@ import { Buffer } from "node:buffer";
 // The client (and the Node compatibility modules it pulls in: ~6 MB of heap) is
 // loaded on first use, so an agent without ES storage never loads it.
 import type { Client } from "@opensearch-project/opensearch";
-import type { Config } from "../config/schema.ts";
+import { type Config, indexNameError } from "../config/schema.ts";
 import type { Logger } from "../log/logger.ts";
 import type { EventDocument } from "./document.ts";
 import { Outbox, type OutboxBatch, type OutboxDoc } from "./outbox.ts";
@@ -32,7 +32,6 @@ const IDLE_POLL_MS = 5_000;
 /** The parts of a bulk answer we read: smaller to parse than the full one. */
 /** Items come back in the order of the actions, so no _id is needed: half the answer to parse. */
 const FILTER_PATH = "errors,items.*.status,items.*.error.type,items.*.error.reason";
-const INDEX_INVALID = /[\\/*?"<>| ,#:A-Z]/;
 
 // ---------------------------------------------------------------- settings
 
@@ -71,7 +70,7 @@ export function resolveEs(
   if (indexError) {
     return {
       enabled: false,
-      reason: `Storage.ES.Index ${JSON.stringify(es.Index)} ${indexError}`,
+      reason: `Storage.ES.Index ${JSON.stringify(es.Index)} is not a valid index name (${indexError})`,
       error: true,
     };
   }
@@ -92,14 +91,12 @@ export function resolveEs(
   };
 }
 
-/** Why an index name is refused by Elasticsearch/OpenSearch (undefined when it is fine). */
+/**
+ * Why an index name is refused by Elasticsearch/OpenSearch (undefined when it is fine). The config schema
+ * already refuses such a name at start-up; this guards settings built without it.
+ */
 export function checkIndexName(index: string): string | undefined {
-  if (index === "") return "is empty";
-  if (index === "." || index === "..") return "is not a valid index name";
-  if (/^[-_+]/.test(index)) return "must not start with -, _ or +";
-  if (INDEX_INVALID.test(index)) return 'must be lowercase without \\ / * ? " < > | space , # :';
-  if (new TextEncoder().encode(index).length > 255) return "is longer than 255 bytes";
-  return undefined;
+  return indexNameError(index);
 }
 
 /** The address without credentials, for logs. */

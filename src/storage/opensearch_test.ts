@@ -270,7 +270,7 @@ Deno.test("resolveEs: the seed's rule (Address, Username, Password all set), the
   const badIndex = structuredClone(on);
   badIndex.Storage.ES.Index = "Huatuo";
   const bi = resolveEs(badIndex, { disableStorage: false, env: noEnv });
-  assert(!bi.enabled && bi.error && /lowercase/.test(bi.reason));
+  assert(!bi.enabled && bi.error && /uppercase/.test(bi.reason));
 });
 
 Deno.test("checkIndexName, redactAddress, retriableStatus", () => {
