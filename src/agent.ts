@@ -28,6 +28,7 @@ import { type Tracer, TracerManager } from "./tracing/manager.ts";
 import { tracerStatusCollector } from "./tracing/status.ts";
 import { bpfProgramsCollector } from "./bpf/stats.ts";
 import { VERSION } from "./version.ts";
+import { checkFeatureNames } from "./features.ts";
 import { CgroupContainerRegistry } from "./pod/registry.ts";
 import { KubeletClient, kubeletCollector } from "./pod/kubelet.ts";
 import { containerRegistryCollector } from "./pod/registry_stats.ts";
@@ -121,7 +122,10 @@ function idleTracer(name: string): Tracer {
 export async function runAgent(opts: CliOptions): Promise<number> {
   let config: Config;
   try {
-    config = applyFlags(await resolveConfig(opts, (m) => console.error(`huatuo-bamai: ${m}`)), opts);
+    const loaded = await resolveConfig(opts, (m) => console.error(`huatuo-bamai: ${m}`));
+    // Before anything starts: a misspelt BlackList name would leave its feature on.
+    checkFeatureNames(loaded.BlackList, opts.disableTracing, configPath(opts));
+    config = applyFlags(loaded, opts);
   } catch (err) {
     if (err instanceof ConfigError) {
       console.error(`huatuo-bamai: ${err.message}`);
