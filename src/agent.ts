@@ -29,6 +29,7 @@ import { tracerStatusCollector } from "./tracing/status.ts";
 import { bpfProgramsCollector } from "./bpf/stats.ts";
 import { VERSION } from "./version.ts";
 import { checkFeatureNames } from "./features.ts";
+import { dryRunFailures } from "./dry_run.ts";
 import { CgroupContainerRegistry } from "./pod/registry.ts";
 import { KubeletClient, kubeletCollector } from "./pod/kubelet.ts";
 import { containerRegistryCollector } from "./pod/registry_stats.ts";
@@ -268,9 +269,21 @@ export async function runAgent(opts: CliOptions): Promise<number> {
 
   if (opts.dryRun) {
     const { results, seriesCount } = await registry.scrape();
-    const failed = results.filter((r) => r.error !== undefined).map((r) => r.name);
-    log.info("dry run scrape", { series: seriesCount, collectors: results.length, failed: failed.join(",") });
-    return await stop("dry run");
+    const failed = dryRunFailures(results, tracers.statuses());
+    log.info("dry run scrape", {
+      series: seriesCount,
+      collectors: results.length,
+      failed: failed.collectors.join(","),
+    });
+    const ok = failed.collectors.length === 0 && failed.tracers.length === 0;
+    if (!ok) {
+      log.error("dry run failed", {
+        collectors: failed.collectors.join(",") || undefined,
+        tracers: failed.tracers.join(",") || undefined,
+      });
+    }
+    const code = await stop("dry run");
+    return ok ? code : EXIT_FAILURE;
   }
 
   const signals: Deno.Signal[] = ["SIGTERM", "SIGINT"];
