@@ -142,6 +142,9 @@ export async function runAgent(opts: CliOptions): Promise<number> {
     console.error(`huatuo-bamai: Log.File ${config.Log.File}: ${err instanceof Error ? err.message : err}`);
     return EXIT_USAGE;
   }
+  // SIGHUP (logrotate's postrotate) reopens Log.File; unhandled, it would kill the agent.
+  const onHangup = () => log.reopen();
+  Deno.addSignalListener("SIGHUP", onHangup);
   log.info("huatuo-bamai starting", {
     version: VERSION,
     region: opts.region,
@@ -261,6 +264,7 @@ export async function runAgent(opts: CliOptions): Promise<number> {
       await cgroup?.leave();
       clearTimeout(timer);
       log.info("stopped");
+      Deno.removeSignalListener("SIGHUP", onHangup);
       log.close();
       return EXIT_OK;
     })();
