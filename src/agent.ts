@@ -142,9 +142,9 @@ export async function runAgent(opts: CliOptions): Promise<number> {
     console.error(`huatuo-bamai: Log.File ${config.Log.File}: ${err instanceof Error ? err.message : err}`);
     return EXIT_USAGE;
   }
-  // SIGHUP (logrotate's postrotate) reopens Log.File; unhandled, it would kill the agent.
-  const onHangup = () => log.reopen();
-  Deno.addSignalListener("SIGHUP", onHangup);
+  // SIGHUP (logrotate's postrotate) reopens Log.File; unhandled, it would kill the agent. Kept until exit
+  // (a closed logger ignores it), so a late SIGHUP never kills a shutdown half-way.
+  Deno.addSignalListener("SIGHUP", () => log.reopen());
   log.info("huatuo-bamai starting", {
     version: VERSION,
     region: opts.region,
@@ -264,7 +264,6 @@ export async function runAgent(opts: CliOptions): Promise<number> {
       await cgroup?.leave();
       clearTimeout(timer);
       log.info("stopped");
-      Deno.removeSignalListener("SIGHUP", onHangup);
       log.close();
       return EXIT_OK;
     })();
