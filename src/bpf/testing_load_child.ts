@@ -18,6 +18,7 @@ if (hide !== -1) {
   const [, target] = args.splice(hide, 2);
   const empty = Deno.makeTempDirSync();
   const r = new Deno.Command("mount", { args: ["--bind", empty, target] }).outputSync();
+  Deno.removeSync(empty); // the mount keeps it for this process; nothing is left in /tmp
   if (!r.success) throw new Error(`mount --bind over ${target}: ${new TextDecoder().decode(r.stderr)}`);
 }
 const [dir, object, kernelBtf] = args;
