@@ -73,9 +73,30 @@ const LIBC_SYMBOLS = {
 let lib: Libbpf | undefined;
 let libcFmt: Deno.DynamicLibrary<typeof LIBC_SYMBOLS>["symbols"] | undefined;
 
+/** libbpf.so.1 cannot be dlopened: every BPF feature is off, for this reason and no other. */
+export class LibbpfUnavailableError extends Error {
+  constructor(readonly dlopenError: string) {
+    super(libbpfUnavailableMessage(dlopenError));
+    this.name = "LibbpfUnavailableError";
+  }
+}
+
+/** "libbpf.so.1 not found: <why>" (or "cannot be loaded" when it exists but is unusable). */
+export function libbpfUnavailableMessage(dlopenError: string): string {
+  // Deno prefixes dlopen's own message with "Could not open library: ", sometimes twice.
+  const why = dlopenError.replace(/^(Could not open library: )+/, "");
+  return /No such file or directory/.test(why)
+    ? `libbpf.so.1 not found: ${why}`
+    : `libbpf.so.1 cannot be loaded: ${why}`;
+}
+
 function bpf(): Libbpf {
   if (lib === undefined) {
-    lib = Deno.dlopen("libbpf.so.1", SYMBOLS).symbols;
+    try {
+      lib = Deno.dlopen("libbpf.so.1", SYMBOLS).symbols;
+    } catch (err) {
+      throw new LibbpfUnavailableError(err instanceof Error ? err.message : String(err));
+    }
     installPrintCallback(lib);
   }
   return lib;
@@ -84,6 +105,15 @@ function bpf(): Libbpf {
 /** The libbpf symbols, for the other bindings over the same library (ffi/btf.ts). */
 export function libbpf(): Libbpf {
   return bpf();
+}
+
+/**
+ * Loads libbpf now; throws LibbpfUnavailableError when it cannot be. Checked
+ * before anything else a tracer needs (kernel BTF, objects), so a host without
+ * libbpf is told that rather than what else it might lack.
+ */
+export function ensureLibbpf(): void {
+  bpf();
 }
 
 // ---------------------------------------------------------------------------

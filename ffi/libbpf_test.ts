@@ -15,6 +15,7 @@ import {
   bpfStatsEnabled,
   closeAll,
   type LibbpfLogLevel,
+  libbpfUnavailableMessage,
   numPossibleCpus,
   setLibbpfLogger,
 } from "./libbpf.ts";
@@ -513,4 +514,18 @@ setInterval(() => {}, 1000);
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
+});
+
+Deno.test("libbpfUnavailableMessage: dlopen's reason without Deno's repeated prefix", () => {
+  assertStrictEquals(
+    libbpfUnavailableMessage(
+      "Could not open library: Could not open library: libbpf.so.1: cannot open shared object file: " +
+        "No such file or directory",
+    ),
+    "libbpf.so.1 not found: libbpf.so.1: cannot open shared object file: No such file or directory",
+  );
+  assertStrictEquals(
+    libbpfUnavailableMessage("Could not open library: /lib/x86_64-linux-gnu/libbpf.so.1: file too short"),
+    "libbpf.so.1 cannot be loaded: /lib/x86_64-linux-gnu/libbpf.so.1: file too short",
+  );
 });

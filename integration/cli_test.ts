@@ -66,6 +66,62 @@ Deno.test("an explicitly named config file that does not exist is an error", asy
   assertMatch(r.stderr, /\/nonexistent\/huatuo-bamai\.conf/);
 });
 
+Deno.test("a config that is not a small regular file (/dev/zero, a FIFO, a 1 GB file) exits 2 within 1 s", async () => {
+  const dir = Deno.makeTempDirSync({ prefix: "huatuo-cli-" });
+  try {
+    const fifo = `${dir}/fifo.conf`;
+    assert((await new Deno.Command("mkfifo", { args: [fifo] }).output()).success, "mkfifo");
+    const big = `${dir}/big.conf`;
+    assert((await new Deno.Command("truncate", { args: ["-s", "1G", big] }).output()).success, "truncate");
+    const cases: [string, RegExp][] = [
+      ["/dev/zero", /config \/dev\/zero: cannot read: not a regular file \(a character device\)/],
+      [fifo, /: cannot read: not a regular file \(a FIFO\)/],
+      [big, /: cannot read: larger than 1 MiB, the limit for a config file/],
+    ];
+    for (const [file, want] of cases) {
+      const t0 = performance.now();
+      const r = await runBinary(["--region", "dev", "--config", file]);
+      const ms = performance.now() - t0;
+      assertEquals(r.code, 2, `${file}: ${r.stderr}`);
+      assertMatch(r.stderr, want);
+      assert(r.stderr.includes(`config ${file}:`), `error does not name ${file}: ${r.stderr}`);
+      assert(ms < 1000, `${file}: exit took ${ms.toFixed(0)} ms`);
+    }
+  } finally {
+    Deno.removeSync(dir, { recursive: true });
+  }
+});
+
+Deno.test("Storage.ES.Index the store would refuse, and unknown BlackList / --disable-tracing names, exit 2", async () => {
+  const cases: { conf: string; args?: string[]; want: RegExp }[] = [
+    {
+      conf: '[Storage.ES]\nIndex = "UPPER"\n',
+      want: /Storage\.ES\.Index: expected an index name: .*, found "UPPER" \(has uppercase letters\)/,
+    },
+    {
+      conf: 'BlackList = ["netdev_hw", "dropwatchh"]\n',
+      want: /: BlackList: unknown name "dropwatchh" \(did you mean "dropwatch"\?\)/,
+    },
+    {
+      conf: "",
+      args: ["--disable-tracing", "runqlat,softirq_tracng"],
+      want: /flag --disable-tracing: unknown name "softirq_tracng" \(did you mean "softirq_tracing"\?\)/,
+    },
+  ];
+  for (const c of cases) {
+    const { dir, file } = tempConf(c.conf);
+    try {
+      const r = await runBinary(["--region", "dev", "--config-dir", dir, ...(c.args ?? [])]);
+      assertEquals(r.code, 2, `${c.conf} ${c.args ?? ""} → ${r.stderr}`);
+      assertMatch(r.stderr, c.want);
+      if (!c.args) assert(r.stderr.includes(`config ${file}: `), `error does not name ${file}: ${r.stderr}`);
+      assert(!/huatuo-bamai starting/.test(r.stderr), "nothing started");
+    } finally {
+      Deno.removeSync(dir, { recursive: true });
+    }
+  }
+});
+
 Deno.test("port in use: clear error, exit 1", async () => {
   const port = freePort();
   const busy = Deno.listen({ hostname: "127.0.0.1", port });
@@ -97,6 +153,69 @@ Deno.test("--dry-run starts everything, scrapes once, exits 0", async () => {
   } finally {
     Deno.removeSync(dir, { recursive: true });
   }
+});
+
+Deno.test("--dry-run exits 1 when collectors fail, naming them", async () => {
+  const { dir } = tempConf(confWithPort(freePort()));
+  const empty = Deno.makeTempDirSync({ prefix: "huatuo-empty-" });
+  try {
+    const r = await runBinary([
+      "--region",
+      "dev",
+      "--config-dir",
+      dir,
+      "--procfs-prefix",
+      empty,
+      "--disable-storage",
+      "--disable-kubelet",
+      "--dry-run",
+    ]);
+    assertEquals(r.code, 1, r.stderr);
+    const failed = /level=error msg="dry run failed" collectors=(\S+)/.exec(r.stderr)?.[1] ?? "";
+    for (const c of ["cpu_util", "loadavg", "memory_vmstat", "netstat"]) {
+      assert(failed.split(",").includes(c), `${c} not listed as failed: ${failed}`);
+    }
+    assertMatch(r.stderr, /msg=stopped/);
+  } finally {
+    Deno.removeSync(dir, { recursive: true });
+    Deno.removeSync(empty, { recursive: true });
+  }
+});
+
+Deno.test("SIGHUP reopens Log.File (logrotate: mv, then HUP) and the agent keeps running", async () => {
+  const logDir = Deno.makeTempDirSync({ prefix: "huatuo-log-" });
+  const logFile = `${logDir}/agent.log`;
+  const agent = await startAgent({
+    args: ["--region", "dev", "--procfs-prefix", "fixtures", "--disable-storage", "--disable-kubelet"],
+    conf: (p) => `[Log]\nFile = "${logFile}"\n[APIServer]\nTCPAddr = "127.0.0.1:${p}"\n`,
+  });
+  let exited = false;
+  agent.child.status.then(() => exited = true);
+  try {
+    assertMatch(Deno.readTextFileSync(logFile), /huatuo-bamai ready/);
+    assert((await new Deno.Command("mv", { args: [logFile, `${logFile}.1`] }).output()).success, "mv");
+    for (let i = 0; i < 2; i++) {
+      agent.child.kill("SIGHUP");
+      const deadline = Date.now() + 5000;
+      while (!exists(logFile) || !Deno.readTextFileSync(logFile).includes("log file reopened")) {
+        assert(Date.now() < deadline, `${logFile} not recreated after SIGHUP:\n${agent.output()}`);
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      if (i === 0) Deno.removeSync(logFile); // a second rotation works too
+    }
+    const health = await fetch(`${agent.url}/healthz`);
+    await health.body?.cancel();
+    assertEquals(health.status, 200, "still serving after SIGHUP");
+    assert(!exited, "the agent exited on SIGHUP");
+  } finally {
+    const { code } = await agent.stop();
+    assertEquals(code, 0, agent.output());
+  }
+  const fresh = Deno.readTextFileSync(logFile);
+  const old = Deno.readTextFileSync(`${logFile}.1`);
+  Deno.removeSync(logDir, { recursive: true });
+  assertMatch(fresh, /msg="log file reopened"[\s\S]*msg="shutting down"[\s\S]*msg=stopped/);
+  assert(!old.includes("shutting down"), "lines after the reopen went to the moved file");
 });
 
 for (const signal of ["SIGTERM", "SIGINT"] as const) {

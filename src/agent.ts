@@ -28,6 +28,8 @@ import { type Tracer, TracerManager } from "./tracing/manager.ts";
 import { tracerStatusCollector } from "./tracing/status.ts";
 import { bpfProgramsCollector } from "./bpf/stats.ts";
 import { VERSION } from "./version.ts";
+import { checkFeatureNames } from "./features.ts";
+import { dryRunFailures } from "./dry_run.ts";
 import { CgroupContainerRegistry } from "./pod/registry.ts";
 import { KubeletClient, kubeletCollector } from "./pod/kubelet.ts";
 import { containerRegistryCollector } from "./pod/registry_stats.ts";
@@ -140,7 +142,10 @@ function idleTracer(name: string): Tracer {
 export async function runAgent(opts: CliOptions): Promise<number> {
   let config: Config;
   try {
-    config = applyFlags(await resolveConfig(opts, (m) => console.error(`huatuo-bamai: ${m}`)), opts);
+    const loaded = await resolveConfig(opts, (m) => console.error(`huatuo-bamai: ${m}`));
+    // Before anything starts: a misspelt BlackList name would leave its feature on.
+    checkFeatureNames(loaded.BlackList, opts.disableTracing, configPath(opts));
+    config = applyFlags(loaded, opts);
   } catch (err) {
     if (err instanceof ConfigError) {
       console.error(`huatuo-bamai: ${err.message}`);
@@ -156,6 +161,9 @@ export async function runAgent(opts: CliOptions): Promise<number> {
     console.error(`huatuo-bamai: Log.File ${config.Log.File}: ${err instanceof Error ? err.message : err}`);
     return EXIT_USAGE;
   }
+  // SIGHUP (logrotate's postrotate) reopens Log.File; unhandled, it would kill the agent. Kept until exit
+  // (a closed logger ignores it), so a late SIGHUP never kills a shutdown half-way.
+  Deno.addSignalListener("SIGHUP", () => log.reopen());
   log.info("huatuo-bamai starting", {
     version: VERSION,
     region: opts.region,
@@ -294,9 +302,21 @@ export async function runAgent(opts: CliOptions): Promise<number> {
 
   if (opts.dryRun) {
     const { results, seriesCount } = await registry.scrape();
-    const failed = results.filter((r) => r.error !== undefined).map((r) => r.name);
-    log.info("dry run scrape", { series: seriesCount, collectors: results.length, failed: failed.join(",") });
-    return await stop("dry run");
+    const failed = dryRunFailures(results, tracers.statuses());
+    log.info("dry run scrape", {
+      series: seriesCount,
+      collectors: results.length,
+      failed: failed.collectors.join(","),
+    });
+    const ok = failed.collectors.length === 0 && failed.tracers.length === 0;
+    if (!ok) {
+      log.error("dry run failed", {
+        collectors: failed.collectors.join(",") || undefined,
+        tracers: failed.tracers.join(",") || undefined,
+      });
+    }
+    const code = await stop("dry run");
+    return ok ? code : EXIT_FAILURE;
   }
 
   const signals: Deno.Signal[] = ["SIGTERM", "SIGINT"];

@@ -1,7 +1,8 @@
 // A BPF tracer: loads one object from the BPF directory, sets its read-only
 // constants, attaches its programs, and closes everything on stop. Errors that
-// mean "this kernel cannot do it" (no BTF, a missing tracepoint, no permission
-// to load BPF) become UnsupportedError so the manager reports, not retries.
+// mean "this host cannot do it" (no libbpf, no BTF, a missing tracepoint)
+// become UnsupportedError so the manager reports, not retries; EPERM (the agent
+// lacks privileges) is a failure naming the capabilities it needs.
 
 import type { EventReader, RecordHandler } from "../../ffi/events.ts";
 import {
@@ -9,6 +10,8 @@ import {
   BPF_PROG_TYPE_PERF_EVENT,
   BpfError,
   BpfObject,
+  ensureLibbpf,
+  LibbpfUnavailableError,
   type RodataValue,
 } from "../../ffi/libbpf.ts";
 import { PerfBufferReader } from "../../ffi/perfbuf.ts";
@@ -18,6 +21,43 @@ import { type Tracer, type TracerContext, UnsupportedError } from "../tracing/ma
 
 const EPERM = 1;
 const ENOENT = 2;
+
+/** The reason a tracer reports when the kernel refused it for lack of privilege. */
+export const PERMISSION_DENIED = "permission denied (needs CAP_BPF+CAP_PERFMON or root)";
+
+/** EPERM from bpf() or perf_event_open(): the agent runs without the privileges BPF needs. */
+export class BpfPermissionError extends Error {
+  /** `detail` names the call that was refused. */
+  constructor(detail: string, options?: ErrorOptions) {
+    super(`${PERMISSION_DENIED}: ${detail}`, options);
+    this.name = "BpfPermissionError";
+  }
+}
+
+/**
+ * What the tracing manager should make of a load or attach error: no libbpf is
+ * unsupported (with dlopen's reason), EPERM is a failure naming the missing
+ * privileges, anything else stays as it is.
+ */
+export function classifyLoadError(err: unknown): unknown {
+  if (err instanceof LibbpfUnavailableError) return new UnsupportedError(err.message);
+  if (err instanceof BpfError && err.errno === EPERM) {
+    // The call that was refused; libbpf's own lines (its memlock and probe hints) are in the debug log.
+    const subject = err.program ?? err.map;
+    const detail = `${err.object}: ${err.op}${subject === undefined ? "" : ` ${subject}`}: EPERM`;
+    return new BpfPermissionError(detail, { cause: err });
+  }
+  return err;
+}
+
+/** Throws (classified) when libbpf cannot be loaded; tracers call it before looking for anything else. */
+export function requireLibbpf(): void {
+  try {
+    ensureLibbpf();
+  } catch (err) {
+    throw classifyLoadError(err);
+  }
+}
 
 /**
  * Records an agent tracer handles per event-loop turn. A backlog (after the
@@ -125,6 +165,8 @@ export class BpfTracer implements Tracer {
   }
 
   #load(log: Logger): BpfObject {
+    // libbpf first: without it nothing else matters, and the other checks would blame BTF or the object.
+    requireLibbpf();
     const path = `${this.runtime.dir}/${this.spec.object}`;
     try {
       Deno.statSync(path);
@@ -147,7 +189,7 @@ export class BpfTracer implements Tracer {
         const ownRejection = err instanceof BpfError && err.program !== undefined &&
           sets[i].includes(err.program) &&
           err.errno !== EPERM;
-        if (i === sets.length - 1 || !ownRejection) throw this.#classify(err);
+        if (i === sets.length - 1 || !ownRejection) throw classifyLoadError(err);
         log.info("BPF implementation rejected by this kernel; trying the next", {
           tracer: this.name,
           programs: sets[i].join(","),
@@ -197,16 +239,6 @@ export class BpfTracer implements Tracer {
       obj?.close();
       throw err;
     }
-  }
-
-  #classify(err: unknown): unknown {
-    if (err instanceof Error && /libbpf\.so/.test(err.message) && !(err instanceof BpfError)) {
-      return new UnsupportedError(`libbpf.so.1 cannot be loaded (install libbpf1): ${err.message}`);
-    }
-    if (err instanceof BpfError && err.errno === EPERM) {
-      return new UnsupportedError(`${err.message}: loading BPF needs root (or CAP_BPF and CAP_PERFMON)`);
-    }
-    return err;
   }
 
   /** Kernels without /sys/kernel/btf/vmlinux need a BTF file shipped as <bpf-dir>/btf/<release>.btf. */

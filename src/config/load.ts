@@ -6,7 +6,19 @@
 
 import { parse as parseToml, TomlError } from "smol-toml";
 import type { z } from "zod";
-import { type Config, configSchema, knownKeys, REGEX_EXPECTED, regexError } from "./schema.ts";
+import { MiB, NotRegularFileError, ReadLimitError, readRegularFile } from "../host/read.ts";
+import {
+  type Config,
+  configSchema,
+  INDEX_EXPECTED,
+  indexNameError,
+  knownKeys,
+  REGEX_EXPECTED,
+  regexError,
+} from "./schema.ts";
+
+/** The shipped file with every key commented is ~30 KB: a config above 1 MiB is a wrong path, not a config. */
+export const MAX_CONFIG_BYTES = 1 * MiB;
 
 export interface ConfigProblem {
   /** Dotted key path, e.g. `AutoTracing.CPUIdle.Filter.Included[1].Pattern`. */
@@ -67,14 +79,17 @@ export function parseConfig(text: string, file: string): Config {
   throw new ConfigError(file, lines.join("\n"), problems);
 }
 
-/** Reads, parses and validates a configuration file. */
-export async function loadConfig(file: string): Promise<Config> {
+/**
+ * Reads, parses and validates a configuration file. It must be a regular file
+ * of at most MAX_CONFIG_BYTES: /dev/zero, a FIFO or a huge file is refused
+ * before anything is read (a FIFO would block start-up for good).
+ */
+export async function loadConfig(file: string, maxBytes = MAX_CONFIG_BYTES): Promise<Config> {
   let bytes: Uint8Array;
   try {
-    bytes = await Deno.readFile(file);
+    bytes = await readRegularFile(file, maxBytes);
   } catch (err) {
-    const why = err instanceof Deno.errors.NotFound ? "file not found" : describe(err);
-    throw new ConfigError(file, `config ${file}: cannot read: ${why}`);
+    throw new ConfigError(file, `config ${file}: cannot read: ${readFailure(err)}`);
   }
   let text: string;
   try {
@@ -106,8 +121,13 @@ function toProblems(issue: z.core.$ZodIssue, raw: unknown): ConfigProblem[] {
   }
   const value = valueAt(raw, issue.path);
   let found = render(value);
-  if (issue.message === REGEX_EXPECTED && typeof value === "string") {
-    const why = regexError(value);
+  if (typeof value === "string") {
+    // The value alone does not say what is wrong with it: add why.
+    const why = issue.message === REGEX_EXPECTED
+      ? regexError(value)
+      : issue.message === INDEX_EXPECTED
+      ? indexNameError(value)
+      : undefined;
     if (why !== undefined) found += ` (${why})`;
   }
   return [{ path: formatPath(issue.path), expected: issue.message, found }];
@@ -189,6 +209,13 @@ function editDistance(a: string, b: string): number {
     }
   }
   return d[a.length][b.length];
+}
+
+function readFailure(err: unknown): string {
+  if (err instanceof Deno.errors.NotFound) return "file not found";
+  if (err instanceof NotRegularFileError) return `${err.message}; the config must be a regular file`;
+  if (err instanceof ReadLimitError) return `${err.message}, the limit for a config file`;
+  return describe(err);
 }
 
 function describe(err: unknown): string {

@@ -326,6 +326,62 @@ Deno.test("loadConfig: reads and validates a file", async () => {
   }
 });
 
+Deno.test("Storage.ES.Index: a name the store would refuse is a config error with the reason", () => {
+  const p = only('[Storage.ES]\nIndex = "UPPER"\n');
+  assertStrictEquals(p.path, "Storage.ES.Index");
+  assertMatch(p.expected, /^an index name: lowercase/);
+  assertStrictEquals(p.found, '"UPPER" (has uppercase letters)');
+  const err = fail('[Storage.ES]\nIndex = "_x"\n');
+  assertMatch(
+    err.message,
+    /^config \/etc\/huatuo-bamai\/huatuo-bamai\.conf: Storage\.ES\.Index: expected an index name: .*, found "_x" \(starts with _\)$/,
+  );
+});
+
+/** The ConfigError loadConfig(file) rejects with, and how long it took. */
+async function loadError(file: string, maxBytes?: number): Promise<{ err: ConfigError; ms: number }> {
+  const t0 = performance.now();
+  try {
+    await loadConfig(file, maxBytes);
+  } catch (err) {
+    if (err instanceof ConfigError) return { err, ms: performance.now() - t0 };
+    throw err;
+  }
+  throw new Error(`${file} loaded`);
+}
+
+Deno.test("loadConfig: only a regular file under the size cap (/dev/zero, a FIFO, a 1 GB file)", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const zero = await loadError("/dev/zero");
+    assertStrictEquals(
+      zero.err.message,
+      "config /dev/zero: cannot read: not a regular file (a character device); the config must be a regular file",
+    );
+    const fifo = `${dir}/fifo.conf`;
+    assert((await new Deno.Command("mkfifo", { args: [fifo] }).output()).success);
+    const f = await loadError(fifo);
+    assertMatch(f.err.message, new RegExp(`^config ${fifo}: cannot read: not a regular file \\(a FIFO\\)`));
+    assert(f.ms < 1000, `a FIFO took ${f.ms} ms`);
+    const big = `${dir}/big.conf`;
+    const file = await Deno.open(big, { write: true, create: true });
+    await file.truncate(1024 * 1024 * 1024);
+    file.close();
+    const b = await loadError(big);
+    assertStrictEquals(
+      b.err.message,
+      `config ${big}: cannot read: larger than 1 MiB, the limit for a config file`,
+    );
+    assert(b.ms < 1000, `a 1 GB file took ${b.ms} ms`);
+    const small = `${dir}/small.conf`;
+    await Deno.writeTextFile(small, "# " + "x".repeat(100) + "\n");
+    assertMatch((await loadError(small, 64)).err.message, /larger than 64 bytes/);
+    assertStrictEquals((await loadConfig(small)).Log.Level, "Info");
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
 Deno.test("helpers: formatPath, render, suggest", () => {
   assertStrictEquals(
     formatPath(["AutoTracing", "CPUIdle", "Filter", "Included", 1, "Pattern"]),

@@ -32,6 +32,27 @@ export function regexError(source: string): string | undefined {
   }
 }
 
+/** The expectation reported for an Elasticsearch/OpenSearch index name that the store would refuse. */
+export const INDEX_EXPECTED =
+  'an index name: lowercase, not "." or "..", none of \\ / * ? " < > | , # : or space, not starting with -, _ or +, at most 255 bytes';
+
+/**
+ * Why Elasticsearch/OpenSearch would refuse `index` as an index name, or
+ * undefined when it is fine. Checked at start-up: a store that refuses the
+ * name would fail every bulk request while the agent looked healthy.
+ */
+export function indexNameError(index: string): string | undefined {
+  if (index === "") return "empty";
+  if (index === "." || index === "..") return `"${index}" is reserved`;
+  if (/^[-_+]/.test(index)) return `starts with ${index[0]}`;
+  if (/[A-Z]/.test(index)) return "has uppercase letters";
+  const bad = /[\\/*?"<>|,#: ]/.exec(index);
+  if (bad) return `has ${bad[0] === " " ? "a space" : JSON.stringify(bad[0])}`;
+  const bytes = new TextEncoder().encode(index).length;
+  if (bytes > 255) return `${bytes} bytes long`;
+  return undefined;
+}
+
 /** Splits a listen address ("host:port", ":port", "[v6]:port"); undefined when malformed. */
 export function splitHostPort(addr: string): { hostname: string; port: number } | undefined {
   const m = /^(?:\[([0-9A-Fa-f:.]+(?:%[\w.-]+)?)\]|([\w.-]*)):(\d{1,5})$/.exec(addr);
@@ -137,6 +158,10 @@ const esAddress = z.string({ error: URL_EXPECTED }).refine((s) => {
   }
 }, { error: URL_EXPECTED });
 
+const esIndex = z.string({ error: INDEX_EXPECTED }).refine((s) => indexNameError(s) === undefined, {
+  error: INDEX_EXPECTED,
+});
+
 // ---------------------------------------------------------------------------
 // the schema
 
@@ -157,7 +182,7 @@ export const configSchema = table({
   Storage: section({
     ES: section({
       Address: esAddress.default("http://127.0.0.1:9200"),
-      Index: str().default("huatuo_bamai"),
+      Index: esIndex.default("huatuo_bamai"),
       Username: str().default(""),
       Password: str().default(""),
       // Beyond the seed: TLS and the durable outbox of documents not yet acknowledged.

@@ -1,5 +1,12 @@
 import { assert, assertEquals, assertStrictEquals } from "../testing/assert.ts";
-import { configSchema, defaultConfig, knownKeys, regexError, splitHostPort } from "./schema.ts";
+import {
+  configSchema,
+  defaultConfig,
+  indexNameError,
+  knownKeys,
+  regexError,
+  splitHostPort,
+} from "./schema.ts";
 
 Deno.test("defaultConfig has the seed defaults", () => {
   const c = defaultConfig();
@@ -194,6 +201,38 @@ Deno.test("splitHostPort accepts host:port, :port and [v6]:port", () => {
   for (const bad of ["", "19704", ":", ":0", ":65536", "::1:80", "[127.0.0.1]:80", "host:port", "a b:1"]) {
     assertStrictEquals(splitHostPort(bad), undefined, bad);
   }
+});
+
+Deno.test("indexNameError follows Elasticsearch's index-name rules", () => {
+  for (const ok of ["huatuo_bamai", "huatuo-bamai-2025.06", "a", "x+y", "日志", "a".repeat(255)]) {
+    assertStrictEquals(indexNameError(ok), undefined, ok);
+  }
+  const cases: [string, string][] = [
+    ["", "empty"],
+    [".", '"." is reserved'],
+    ["..", '".." is reserved'],
+    ["-x", "starts with -"],
+    ["_x", "starts with _"],
+    ["+x", "starts with +"],
+    ["UPPER", "has uppercase letters"],
+    ["a b", "has a space"],
+    ["a,b", 'has ","'],
+    ["a#b", 'has "#"'],
+    ["a:b", 'has ":"'],
+    ["a\\b", 'has "\\\\"'],
+    ["a/b", 'has "/"'],
+    ["a*", 'has "*"'],
+    ["a?", 'has "?"'],
+    ['a"', 'has "\\""'],
+    ["a<", 'has "<"'],
+    ["a>", 'has ">"'],
+    ["a|", 'has "|"'],
+    ["a".repeat(256), "256 bytes long"],
+    ["é".repeat(128), "256 bytes long"],
+  ];
+  for (const [name, why] of cases) assertStrictEquals(indexNameError(name), why, name);
+  assert(!configSchema.safeParse({ Storage: { ES: { Index: "UPPER" } } }).success);
+  assert(configSchema.safeParse({ Storage: { ES: { Index: "huatuo_bamai" } } }).success);
 });
 
 Deno.test("regexError explains a bad regular expression", () => {

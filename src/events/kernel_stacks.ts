@@ -23,7 +23,8 @@ import type { RecordHandler } from "../../ffi/events.ts";
 import { close, ENODEV, ErrnoError, perfEventOpen } from "../../ffi/libc.ts";
 import { type BpfLink, type BpfMap, type BpfProgram, numPossibleCpus } from "../../ffi/libbpf.ts";
 import { kernelSymbols } from "../bpf/ksyms.ts";
-import type { HostFs } from "../host/fs.ts";
+import { type HostFs, MAX_PROC_FILE_BYTES } from "../host/fs.ts";
+import { readTextFileBounded } from "../host/read.ts";
 import { formatTracerTime, localOffsetMinutes } from "../storage/document.ts";
 
 const decoder = new TextDecoder();
@@ -324,7 +325,7 @@ async function numericEntries(dir: string): Promise<number[]> {
 
 async function readOrUndefined(path: string): Promise<string | undefined> {
   try {
-    return await Deno.readTextFile(path);
+    return await readTextFileBounded(path, MAX_PROC_FILE_BYTES);
   } catch {
     return undefined;
   }

@@ -1,5 +1,7 @@
 // Leveled logger writing one logfmt line per record to stderr and, when
-// Log.File is set, appending the same line to that file.
+// Log.File is set, appending the same line to that file. reopen() (on SIGHUP)
+// closes the file and opens it again by its path, so logrotate can move it away
+// and the next lines go to a new file.
 
 export const LOG_LEVELS = ["Debug", "Info", "Warn", "Error", "Panic"] as const;
 export type LogLevel = typeof LOG_LEVELS[number];
@@ -14,6 +16,8 @@ export interface Logger {
   warn(msg: string, fields?: LogFields): void;
   error(msg: string, fields?: LogFields): void;
   enabled(level: LogLevel): boolean;
+  /** Closes Log.File and opens it again by path (after logrotate moved it); a no-op without one. */
+  reopen(): void;
   close(): void;
 }
 
@@ -29,10 +33,10 @@ const encoder = new TextEncoder();
 export function createLogger(opts: LoggerOptions): Logger {
   const min = RANK[opts.level];
   const toConsole = opts.write ?? ((line: string) => Deno.stderr.writeSync(encoder.encode(line)));
-  let file: Deno.FsFile | undefined;
-  if (opts.file) {
-    file = Deno.openSync(opts.file, { append: true, create: true, write: true });
-  }
+  const path = opts.file;
+  const open = (p: string) => Deno.openSync(p, { append: true, create: true, write: true });
+  let file: Deno.FsFile | undefined = path ? open(path) : undefined;
+  let closed = false;
   const emit = (level: LogLevel, msg: string, fields?: LogFields) => {
     if (RANK[level] < min) return;
     const line = formatLine(new Date(), level, msg, fields);
@@ -45,7 +49,24 @@ export function createLogger(opts: LoggerOptions): Logger {
     warn: (m, f) => emit("Warn", m, f),
     error: (m, f) => emit("Error", m, f),
     enabled: (level) => RANK[level] >= min,
+    reopen: () => {
+      if (!path || closed) return;
+      file?.close();
+      file = undefined;
+      try {
+        file = open(path);
+      } catch (err) {
+        // The agent keeps running on stderr alone; the next SIGHUP tries again.
+        emit("Error", "cannot reopen log file", {
+          file: path,
+          error: err instanceof Error ? err.message : String(err),
+        });
+        return;
+      }
+      emit("Info", "log file reopened", { file: path });
+    },
     close: () => {
+      closed = true;
       file?.close();
       file = undefined;
     },
@@ -73,5 +94,6 @@ export const silentLogger: Logger = {
   warn() {},
   error() {},
   enabled: () => false,
+  reopen() {},
   close() {},
 };

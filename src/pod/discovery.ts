@@ -5,7 +5,8 @@
 // event loop every couple of milliseconds, so a host with thousands of
 // cgroups never holds the loop for long.
 
-import { exists, type HostFs, SourceError } from "../host/fs.ts";
+import { exists, type HostFs, MAX_PROC_FILE_BYTES, SourceError } from "../host/fs.ts";
+import { readTextFileBoundedSync } from "../host/read.ts";
 import type { Container } from "./container.ts";
 import { type CgroupPathInfo, parseCgroupPath } from "./cgroup_path.ts";
 import { Slicer } from "../host/slicer.ts";
@@ -202,7 +203,7 @@ function describe(fs: HostFs, f: Found, hs: Hierarchy[]): Container {
     const dir = f.paths[name];
     if (dir === undefined) continue;
     try {
-      initPid = lowestPid(Deno.readTextFileSync(`${dir}/cgroup.procs`));
+      initPid = lowestPid(readTextFileBoundedSync(`${dir}/cgroup.procs`, MAX_PROC_FILE_BYTES));
     } catch {
       continue;
     }

@@ -6,6 +6,7 @@
 
 import https from "node:https";
 import type { Config } from "../config/schema.ts";
+import { readRegularFile } from "../host/read.ts";
 import type { Logger } from "../log/logger.ts";
 import type { Collector } from "../metrics/collector.ts";
 import { counter, gauge } from "../metrics/sample.ts";
@@ -49,6 +50,9 @@ export interface ClientCert {
   key: string;
 }
 
+/** A certificate chain and its key are a few KB; anything near this is not a PEM file. */
+const MAX_PEM_BYTES = 1024 * 1024;
+
 const PEM_BLOCK = /-----BEGIN ([A-Z0-9 ]+)-----[\s\S]*?-----END \1-----/g;
 
 /** Splits PEM text into its certificate blocks and its private key block (any of RSA/EC/PKCS#8). */
@@ -74,7 +78,7 @@ export async function loadClientCert(path: string): Promise<ClientCert> {
   }
   const read = async (p: string) => {
     try {
-      return await Deno.readTextFile(p);
+      return new TextDecoder().decode(await readRegularFile(p, MAX_PEM_BYTES));
     } catch (err) {
       throw new Error(`KubeletClientCertPath: ${err instanceof Error ? err.message : err}`);
     }
@@ -274,18 +278,26 @@ export class KubeletClient implements PodSource {
   }
 
   async #getHttp(url: string): Promise<string> {
-    const signal = AbortSignal.any([this.#abort.signal, AbortSignal.timeout(this.#opts.requestTimeoutMs)]);
-    const res = await fetch(url, { signal });
-    if (res.status !== 200) {
-      const body = (await res.text()).slice(0, 200);
-      throw new Error(`HTTP ${res.status} ${res.statusText}: ${body.trim()}`);
+    // The timeout covers the body too: a kubelet that trickles its answer is cut off like a silent one.
+    const timeout = this.#opts.requestTimeoutMs;
+    const signal = AbortSignal.any([this.#abort.signal, AbortSignal.timeout(timeout)]);
+    try {
+      const res = await fetch(url, { signal });
+      if (res.status !== 200) {
+        const body = await readBodyPrefix(res.body, ERROR_BODY_BYTES);
+        throw new Error(`HTTP ${res.status} ${res.statusText}: ${body.trim()}`);
+      }
+      const len = Number(res.headers.get("content-length") ?? 0);
+      if (len > this.#opts.maxBodyBytes) {
+        await res.body?.cancel();
+        throw new Error(`/pods answer of ${len} bytes exceeds ${this.#opts.maxBodyBytes}`);
+      }
+      // Without a content-length (chunked) only reading tells the size: stop at the cap.
+      return await readBodyCapped(res.body, this.#opts.maxBodyBytes);
+    } catch (err) {
+      if (signal.aborted && !this.#abort.signal.aborted) throw new Error(`no answer within ${timeout} ms`);
+      throw err;
     }
-    const len = Number(res.headers.get("content-length") ?? 0);
-    if (len > this.#opts.maxBodyBytes) {
-      await res.body?.cancel();
-      throw new Error(`/pods answer of ${len} bytes exceeds ${this.#opts.maxBodyBytes}`);
-    }
-    return await res.text();
   }
 
   async #getHttps(url: string): Promise<string> {
@@ -335,6 +347,52 @@ export class KubeletClient implements PodSource {
       req.end();
     });
   }
+}
+
+/** The part of an error answer quoted in the log. */
+const ERROR_BODY_BYTES = 200;
+
+/** Reads a response body of at most `max` bytes as text; a longer one is cancelled and refused. */
+export async function readBodyCapped(body: ReadableStream<Uint8Array> | null, max: number): Promise<string> {
+  if (!body) return "";
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  const reader = body.getReader();
+  try {
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      size += value.length;
+      if (size > max) throw new Error(`/pods answer exceeds ${max} bytes`);
+      chunks.push(value);
+    }
+  } catch (err) {
+    await reader.cancel().catch(() => {});
+    throw err;
+  } finally {
+    reader.releaseLock();
+  }
+  return new TextDecoder().decode(concat(chunks, size));
+}
+
+/** The first `max` bytes of a body as text (the rest is not read). */
+export async function readBodyPrefix(body: ReadableStream<Uint8Array> | null, max: number): Promise<string> {
+  if (!body) return "";
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  const reader = body.getReader();
+  try {
+    while (size < max) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      chunks.push(value);
+      size += value.length;
+    }
+  } finally {
+    await reader.cancel().catch(() => {});
+    reader.releaseLock();
+  }
+  return new TextDecoder().decode(concat(chunks, size).subarray(0, max));
 }
 
 function concat(chunks: Uint8Array[], size: number): Uint8Array {

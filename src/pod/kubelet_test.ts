@@ -1,7 +1,15 @@
 import { assert, assertEquals, assertMatch, assertRejects } from "../testing/assert.ts";
 import { createLogger, type Logger } from "../log/logger.ts";
 import { defaultConfig } from "../config/schema.ts";
-import { KubeletClient, kubeletCollector, loadClientCert, rootCause, splitPem } from "./kubelet.ts";
+import {
+  KubeletClient,
+  kubeletCollector,
+  loadClientCert,
+  readBodyCapped,
+  readBodyPrefix,
+  rootCause,
+  splitPem,
+} from "./kubelet.ts";
 
 const CERT = "-----BEGIN CERTIFICATE-----\nMIIBcert\n-----END CERTIFICATE-----";
 const CA = "-----BEGIN CERTIFICATE-----\nMIIBca\n-----END CERTIFICATE-----";
@@ -43,6 +51,7 @@ Deno.test("loadClientCert reads one combined PEM or a cert,key pair and names wh
     await assertRejects(() => loadClientCert(`${dir}/c.key,${dir}/c.key`), /no CERTIFICATE in .*c\.key/);
     await assertRejects(() => loadClientCert(`${dir}/missing.pem`), /KubeletClientCertPath: .*missing\.pem/);
     await assertRejects(() => loadClientCert("a,b,c"), /want "cert,key"/);
+    await assertRejects(() => loadClientCert("/dev/zero"), /KubeletClientCertPath: not a regular file/);
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
@@ -141,6 +150,80 @@ Deno.test("read-only port: parses pods, keeps the last view through an outage, l
     client.stop();
     await server.shutdown();
   }
+});
+
+/** A body of `total` bytes sent in 64 KiB chunks without a content-length (chunked encoding). */
+function chunked(total: number, delayMs = 0, fill = 0x20): ReadableStream<Uint8Array> {
+  let sent = 0;
+  const chunk = new Uint8Array(64 * 1024).fill(fill);
+  return new ReadableStream({
+    async pull(c) {
+      if (sent >= total) return c.close();
+      if (delayMs) await new Promise((r) => setTimeout(r, delayMs));
+      const n = Math.min(chunk.length, total - sent);
+      sent += n;
+      c.enqueue(chunk.subarray(0, n));
+    },
+  });
+}
+
+Deno.test("read-only port: the answer is capped by size (with or without content-length) and by time", async () => {
+  let mode: "chunked" | "length" | "trickle" | "error" | "ok" = "chunked";
+  const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen: () => {} }, () => {
+    switch (mode) {
+      case "chunked":
+        return new Response(chunked(1024 * 1024));
+      case "length":
+        return new Response(new Uint8Array(1024 * 1024).fill(0x20));
+      case "trickle":
+        // Headers at once, then 64 KiB every 100 ms: never silent, never done within the timeout.
+        return new Response(chunked(10 * 1024 * 1024, 100));
+      case "error":
+        return new Response(chunked(10 * 1024 * 1024, 0, 0x78), { status: 500 });
+      case "ok":
+        return new Response(PODS);
+    }
+  });
+  const { log, lines } = captureLog();
+  const client = new KubeletClient({
+    readOnlyPort: server.addr.port,
+    authorizedPort: 0,
+    clientCertPath: "",
+    log,
+    maxBodyBytes: 256 * 1024,
+    requestTimeoutMs: 400,
+  });
+  try {
+    assertEquals(await client.refresh(), false);
+    assertMatch(lines.at(-1)!, /\/pods answer exceeds 262144 bytes/);
+    mode = "length";
+    assertEquals(await client.refresh(), false);
+    assertMatch(lines.at(-1)!, /\/pods answer of 1048576 bytes exceeds 262144/);
+    mode = "trickle";
+    const t0 = performance.now();
+    assertEquals(await client.refresh(), false);
+    const ms = performance.now() - t0;
+    assert(ms < 2000, `a trickling answer is cut off at the timeout: ${ms} ms`);
+    assertMatch(lines.at(-1)!, /no answer within 400 ms/);
+    mode = "error";
+    assertEquals(await client.refresh(), false);
+    const quoted = /HTTP 500 Internal Server Error: (x*)/.exec(lines.at(-1)!);
+    assertEquals(quoted?.[1].length, 200, "only the start of an error answer is read and quoted");
+    mode = "ok";
+    assertEquals(await client.refresh(), true);
+  } finally {
+    client.stop();
+    await server.shutdown();
+  }
+});
+
+Deno.test("readBodyCapped and readBodyPrefix stop reading at their bound", async () => {
+  assertEquals((await readBodyCapped(chunked(1000), 1000)).length, 1000);
+  await assertRejects(() => readBodyCapped(chunked(1001), 1000), /exceeds 1000 bytes/);
+  assertEquals(await readBodyCapped(null, 10), "");
+  // An endless body: the prefix reader takes what it needs and cancels the rest.
+  const endless = new ReadableStream<Uint8Array>({ pull: (c) => c.enqueue(new Uint8Array(100).fill(0x41)) });
+  assertEquals(await readBodyPrefix(endless, 250), "A".repeat(250));
 });
 
 Deno.test("polling backs off exponentially while the kubelet fails and resumes the interval after", async () => {

@@ -7,7 +7,8 @@
 
 import type { Logger } from "../log/logger.ts";
 import { parseProcCgroup } from "../host/proc_cgroup.ts";
-import { exists } from "../host/fs.ts";
+import { exists, MAX_PROC_FILE_BYTES } from "../host/fs.ts";
+import { readTextFileBounded } from "../host/read.ts";
 
 export interface CgroupLimits {
   LimitInitCPU: number;
@@ -40,7 +41,7 @@ export class RuntimeCgroup {
   ) {}
 
   static async enter(limits: CgroupLimits, log: Logger): Promise<RuntimeCgroup> {
-    const self = parseProcCgroup(await Deno.readTextFile("/proc/self/cgroup"));
+    const self = parseProcCgroup(await readTextFileBounded("/proc/self/cgroup", MAX_PROC_FILE_BYTES));
     const v2 = exists(`${ROOT}/cgroup.controllers`);
     let cpu: Placement, memory: Placement;
     if (v2) {

@@ -7,10 +7,14 @@
 // time with the next one read ahead; the tracer path only appends to the outbox.
 
 import { Buffer } from "node:buffer";
+import type { IncomingMessage } from "node:http";
+import type { Readable } from "node:stream";
+import { gunzipSync, inflateSync } from "node:zlib";
 // The client (and the Node compatibility modules it pulls in: ~6 MB of heap) is
 // loaded on first use, so an agent without ES storage never loads it.
 import type { Client } from "@opensearch-project/opensearch";
-import type { Config } from "../config/schema.ts";
+import { type Config, indexNameError } from "../config/schema.ts";
+import { readRegularFileSync } from "../host/read.ts";
 import type { Logger } from "../log/logger.ts";
 import type { EventDocument } from "./document.ts";
 import { Outbox, type OutboxBatch, type OutboxDoc } from "./outbox.ts";
@@ -23,7 +27,15 @@ const MB = 1024 * 1024;
  * one batch in flight and one read ahead (each with its request body) memory stays within ~16 MB.
  */
 export const MAX_BATCH_BYTES = 4 * MB;
+/** Whole-request deadline, the answer's body included (the client's own timeout stops at the headers). */
 const REQUEST_TIMEOUT_MS = 30_000;
+/**
+ * The largest answer read from the store, compressed or not. A bulk answer filtered to status and error is
+ * ~100 bytes per item (BulkSize is at most 10,000); the client itself would buffer any size.
+ */
+export const MAX_RESPONSE_BYTES = 16 * MB;
+/** A CA bundle is a few hundred KB at most. */
+const MAX_CA_FILE_BYTES = 4 * MB;
 const BACKOFF_BASE_MS = 500;
 const BACKOFF_MAX_MS = 60_000;
 const STILL_FAILING_LOG_MS = 60_000;
@@ -32,7 +44,6 @@ const IDLE_POLL_MS = 5_000;
 /** The parts of a bulk answer we read: smaller to parse than the full one. */
 /** Items come back in the order of the actions, so no _id is needed: half the answer to parse. */
 const FILTER_PATH = "errors,items.*.status,items.*.error.type,items.*.error.reason";
-const INDEX_INVALID = /[\\/*?"<>| ,#:A-Z]/;
 
 // ---------------------------------------------------------------- settings
 
@@ -71,7 +82,7 @@ export function resolveEs(
   if (indexError) {
     return {
       enabled: false,
-      reason: `Storage.ES.Index ${JSON.stringify(es.Index)} ${indexError}`,
+      reason: `Storage.ES.Index ${JSON.stringify(es.Index)} is not a valid index name (${indexError})`,
       error: true,
     };
   }
@@ -92,14 +103,12 @@ export function resolveEs(
   };
 }
 
-/** Why an index name is refused by Elasticsearch/OpenSearch (undefined when it is fine). */
+/**
+ * Why an index name is refused by Elasticsearch/OpenSearch (undefined when it is fine). The config schema
+ * already refuses such a name at start-up; this guards settings built without it.
+ */
 export function checkIndexName(index: string): string | undefined {
-  if (index === "") return "is empty";
-  if (index === "." || index === "..") return "is not a valid index name";
-  if (/^[-_+]/.test(index)) return "must not start with -, _ or +";
-  if (INDEX_INVALID.test(index)) return 'must be lowercase without \\ / * ? " < > | space , # :';
-  if (new TextEncoder().encode(index).length > 255) return "is longer than 255 bytes";
-  return undefined;
+  return indexNameError(index);
 }
 
 /** The address without credentials, for logs. */
@@ -146,13 +155,34 @@ interface BulkAnswer {
   items?: Record<string, { status?: number; error?: { type?: string; reason?: string } }>[];
 }
 
-/** The bulk API through npm:@opensearch-project/opensearch (works against Elasticsearch 7/8 too). */
+export interface TransportLimits {
+  /** Deadline of one request, the answer's body included. */
+  requestTimeoutMs?: number;
+  /** Largest answer read (compressed, and again decompressed). */
+  maxResponseBytes?: number;
+}
+
+/** What a request to the store came back with. */
+interface StoreAnswer {
+  statusCode: number;
+  body: unknown;
+}
+
+/**
+ * The bulk API through npm:@opensearch-project/opensearch (works against Elasticsearch 7/8 too).
+ * The client buffers any answer whole and its requestTimeout ends with the headers (3.9.0 has no
+ * maxResponseSize), so answers are taken as streams and read here under a size cap and a deadline.
+ */
 export class OpenSearchTransport implements BulkTransport {
   readonly #settings: EsSettings;
+  readonly #timeoutMs: number;
+  readonly #maxResponse: number;
   #client: Client | undefined;
 
-  constructor(settings: EsSettings) {
+  constructor(settings: EsSettings, limits: TransportLimits = {}) {
     this.#settings = settings;
+    this.#timeoutMs = limits.requestTimeoutMs ?? REQUEST_TIMEOUT_MS;
+    this.#maxResponse = limits.maxResponseBytes ?? MAX_RESPONSE_BYTES;
   }
 
   /** Built lazily, so a CAFile fixed after a failure is read again on the next attempt. */
@@ -164,7 +194,7 @@ export class OpenSearchTransport implements BulkTransport {
       ssl = { rejectUnauthorized: !s.insecureSkipVerify };
       if (s.caFile) {
         try {
-          ssl.ca = Deno.readTextFileSync(s.caFile);
+          ssl.ca = new TextDecoder().decode(readRegularFileSync(s.caFile, MAX_CA_FILE_BYTES));
         } catch (err) {
           throw new StoreError(`cannot read Storage.ES.CAFile ${s.caFile}: ${message(err)}`);
         }
@@ -177,22 +207,58 @@ export class OpenSearchTransport implements BulkTransport {
       ssl,
       // Retries, backoff and timeouts are the shipper's: one attempt per call here.
       maxRetries: 0,
-      requestTimeout: REQUEST_TIMEOUT_MS,
+      requestTimeout: this.#timeoutMs,
       resurrectStrategy: "none",
     });
     return this.#client;
   }
 
-  async bulk(body: Uint8Array, signal: AbortSignal): Promise<BulkItem[]> {
+  /**
+   * One request; the answer's body is read as a stream, at most maxResponseBytes and within the deadline,
+   * and parsed as JSON when it is JSON. A status >= 400 not in `ignore` throws a StoreError.
+   */
+  async #request(
+    params: { method: string; path: string; bulkBody?: Buffer; querystring?: Record<string, string> },
+    signal: AbortSignal,
+    ignore: number[] = [],
+  ): Promise<StoreAnswer> {
     const client = await this.#getClient();
+    const deadline = AbortSignal.timeout(this.#timeoutMs);
+    const abort = AbortSignal.any([signal, deadline]);
+    const timedOut = () => new StoreError(`no answer within ${this.#timeoutMs / 1000} s`);
+    let stream: IncomingMessage | undefined;
+    const req = client.transport.request(params, { asStream: true, ignore });
+    const onAbort = () => {
+      req.abort();
+      stream?.destroy(); // the read then ends with "connection closed before the answer ended"
+    };
+    abort.addEventListener("abort", onAbort, { once: true });
+    try {
+      const res = await req;
+      stream = res.body as IncomingMessage;
+      if (abort.aborted) stream.destroy();
+      const raw = await readCapped(stream, this.#maxResponse);
+      const body = decodeAnswer(raw, res.headers ?? {}, params.method, this.#maxResponse);
+      const statusCode = res.statusCode ?? 0;
+      if (statusCode >= 400 && !ignore.includes(statusCode)) throw httpError(statusCode, body);
+      return { statusCode, body };
+    } catch (err) {
+      if ((deadline.aborted && !signal.aborted) || isClientError(err, "TimeoutError")) throw timedOut();
+      throw storeError(err);
+    } finally {
+      abort.removeEventListener("abort", onAbort);
+    }
+  }
+
+  async bulk(body: Uint8Array, signal: AbortSignal): Promise<BulkItem[]> {
     // The raw transport takes the NDJSON bytes as they are (the typed bulk() wants objects to serialize).
-    const req = client.transport.request({
+    const res = await this.#request({
       method: "POST",
       path: `/${encodeURIComponent(this.#settings.index)}/_bulk`,
       bulkBody: Buffer.from(body.buffer, body.byteOffset, body.byteLength),
       querystring: { filter_path: FILTER_PATH },
-    });
-    const answer = await abortable(req, signal) as BulkAnswer;
+    }, signal);
+    const answer = (res.body ?? {}) as BulkAnswer;
     return (answer.items ?? []).map((item) => {
       const r = Object.values(item)[0] ?? {};
       const error = r.error ? `${r.error.type ?? "error"}: ${r.error.reason ?? ""}`.trim() : undefined;
@@ -201,12 +267,10 @@ export class OpenSearchTransport implements BulkTransport {
   }
 
   async ping(signal: AbortSignal): Promise<string> {
-    const client = await this.#getClient();
-    const body = await abortable(client.info(), signal) as {
-      version?: { number?: string; distribution?: string };
-    };
-    await this.#ensureIndex(client, signal);
-    return `${body.version?.distribution ?? "elasticsearch"} ${body.version?.number ?? "?"}`;
+    const res = await this.#request({ method: "GET", path: "/" }, signal);
+    const body = res.body as { version?: { number?: string; distribution?: string } } | undefined;
+    await this.#ensureIndex(signal);
+    return `${body?.version?.distribution ?? "elasticsearch"} ${body?.version?.number ?? "?"}`;
   }
 
   /**
@@ -215,16 +279,11 @@ export class OpenSearchTransport implements BulkTransport {
    * auto-create still works. An existing index, alias or data stream is left alone; a user without the
    * right to create it relies on auto-create.
    */
-  async #ensureIndex(client: Client, signal: AbortSignal): Promise<void> {
-    const index = this.#settings.index;
-    const head = client.transport.request({ method: "HEAD", path: `/${encodeURIComponent(index)}` }, {
-      ignore: [404],
-    });
-    if ((await abortable(head, signal, true)) !== 404) return;
-    const put = client.transport.request({ method: "PUT", path: `/${encodeURIComponent(index)}` }, {
-      ignore: [400, 403],
-    });
-    await abortable(put, signal);
+  async #ensureIndex(signal: AbortSignal): Promise<void> {
+    const path = `/${encodeURIComponent(this.#settings.index)}`;
+    const head = await this.#request({ method: "HEAD", path }, signal, [404]);
+    if (head.statusCode !== 404) return;
+    await this.#request({ method: "PUT", path }, signal, [400, 403]);
   }
 
   async close(): Promise<void> {
@@ -233,21 +292,63 @@ export class OpenSearchTransport implements BulkTransport {
   }
 }
 
-/** Awaits a client request, aborting it with `signal`; the body (or the status code) of the answer. */
-async function abortable(
-  req: Promise<{ statusCode: number | null; body: unknown }> & { abort(): void },
-  signal: AbortSignal,
-  status = false,
-): Promise<unknown> {
-  const abort = () => req.abort();
-  signal.addEventListener("abort", abort, { once: true });
+/** Reads a node stream to its end, or fails once more than `max` bytes came (the rest is not read). */
+export function readCapped(stream: Readable, max: number): Promise<Buffer> {
+  return new Promise<Buffer>((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    let done = false;
+    const finish = (err?: Error) => {
+      if (done) return;
+      done = true;
+      stream.removeListener("data", onData);
+      if (err) reject(err);
+      else resolve(Buffer.concat(chunks, size));
+    };
+    const onData = (chunk: Buffer | string) => {
+      const b = typeof chunk === "string" ? Buffer.from(chunk) : chunk;
+      size += b.length;
+      if (size > max) {
+        finish(new StoreError(`answer larger than ${max} bytes`));
+        // Without an error: the client logs errors of a request whose answer it has handed over.
+        stream.destroy();
+        return;
+      }
+      chunks.push(b);
+    };
+    stream.on("data", onData);
+    stream.once("end", () => finish());
+    stream.once("error", (err: Error) => finish(err));
+    stream.once("close", () => finish(new Error("connection closed before the answer ended")));
+  });
+}
+
+/** The answer's body: JSON parsed when it is JSON, gzip/deflate undone within `max` bytes. */
+export function decodeAnswer(
+  raw: Buffer,
+  headers: Record<string, string | string[] | undefined>,
+  method: string,
+  max: number,
+): unknown {
+  const encoding = String(headers["content-encoding"] ?? "").toLowerCase();
+  let bytes = raw;
   try {
-    const res = await req;
-    return status ? res.statusCode : res.body;
+    if (encoding.includes("gzip")) bytes = gunzipSync(raw, { maxOutputLength: max });
+    else if (encoding.includes("deflate")) bytes = inflateSync(raw, { maxOutputLength: max });
   } catch (err) {
-    throw storeError(err);
-  } finally {
-    signal.removeEventListener("abort", abort);
+    throw new StoreError(
+      err instanceof RangeError
+        ? `answer larger than ${max} bytes decompressed`
+        : `bad ${encoding}: ${message(err)}`,
+    );
+  }
+  const text = bytes.toString("utf8");
+  const type = String(headers["content-type"] ?? "");
+  if (method === "HEAD" || text === "" || !/application\/(vnd\.opensearch\+)?json/.test(type)) return text;
+  try {
+    return JSON.parse(text);
+  } catch (err) {
+    throw new StoreError(`answer is not valid JSON: ${message(err)}`);
   }
 }
 
@@ -262,25 +363,29 @@ function isClientError(err: unknown, name: "ResponseError" | "TimeoutError"): er
   return err instanceof Error && err.name === name;
 }
 
+/** An error answer (HTTP status >= 400) as a StoreError whose message says what an operator should check. */
+export function httpError(status: number | undefined, answer: unknown, cause?: unknown): StoreError {
+  const body = (typeof answer === "object" && answer !== null ? answer : {}) as {
+    error?: { type?: string; reason?: string } | string;
+  };
+  const detail = typeof body.error === "string"
+    ? body.error
+    : body.error
+    ? `${body.error.type ?? ""}: ${body.error.reason ?? ""}`
+    : "";
+  const hint = status === 401
+    ? " (check Storage.ES.Username/Password)"
+    : status === 403
+    ? " (the user may not write to the index)"
+    : "";
+  return new StoreError(`HTTP ${status}${detail ? ` ${detail}` : ""}${hint}`, status, { cause });
+}
+
 /** A client error as a StoreError whose message says what an operator should check. */
 export function storeError(err: unknown): StoreError {
   if (err instanceof StoreError) return err;
   if (isClientError(err, "ResponseError")) {
-    const status = (err as { statusCode?: number }).statusCode;
-    const body = (err as { body?: unknown }).body as
-      | { error?: { type?: string; reason?: string } | string }
-      | undefined;
-    const detail = typeof body?.error === "string"
-      ? body.error
-      : body?.error
-      ? `${body.error.type ?? ""}: ${body.error.reason ?? ""}`
-      : "";
-    const hint = status === 401
-      ? " (check Storage.ES.Username/Password)"
-      : status === 403
-      ? " (the user may not write to the index)"
-      : "";
-    return new StoreError(`HTTP ${status}${detail ? ` ${detail}` : ""}${hint}`, status, { cause: err });
+    return httpError((err as { statusCode?: number }).statusCode, (err as { body?: unknown }).body, err);
   }
   if (isClientError(err, "TimeoutError")) {
     return new StoreError(`no answer within ${REQUEST_TIMEOUT_MS / 1000} s`, undefined, { cause: err });

@@ -6,16 +6,21 @@ import { defaultConfig } from "../config/schema.ts";
 import { EventHub } from "../events/hub.ts";
 import { createEventSink } from "../events/sink.ts";
 import { createLogger, type Logger } from "../log/logger.ts";
-import { assert, assertEquals, assertMatch } from "../testing/assert.ts";
+import { assert, assertEquals, assertMatch, assertRejects } from "../testing/assert.ts";
+import { Buffer } from "node:buffer";
+import { Readable } from "node:stream";
+import { gzipSync } from "node:zlib";
 import { type EventDocument, newDocument } from "./document.ts";
 import { LocalFileStore } from "./localfile.ts";
 import { esStorageCollector } from "./metrics.ts";
 import {
   bulkBody,
   checkIndexName,
+  decodeAnswer,
   ES_PASSWORD_ENV,
   type EsSettings,
   OpenSearchTransport,
+  readCapped,
   redactAddress,
   resolveEs,
   retriableStatus,
@@ -270,7 +275,7 @@ Deno.test("resolveEs: the seed's rule (Address, Username, Password all set), the
   const badIndex = structuredClone(on);
   badIndex.Storage.ES.Index = "Huatuo";
   const bi = resolveEs(badIndex, { disableStorage: false, env: noEnv });
-  assert(!bi.enabled && bi.error && /lowercase/.test(bi.reason));
+  assert(!bi.enabled && bi.error && /uppercase/.test(bi.reason));
 });
 
 Deno.test("checkIndexName, redactAddress, retriableStatus", () => {
@@ -655,4 +660,94 @@ Deno.test("startEsStorage + event sink: local file first, then the outbox, then 
     await fake.close();
     cleanup(dir);
   }
+});
+
+// ---------------------------------------------------------------- bounded answers
+
+/** `total` bytes of `fill` in 16 KiB chunks, without a content-length (chunked), `delayMs` apart. */
+function chunkedBody(total: number, delayMs = 0, fill = 0x20): ReadableStream<Uint8Array> {
+  let sent = 0;
+  const chunk = new Uint8Array(16 * 1024).fill(fill);
+  return new ReadableStream({
+    async pull(c) {
+      if (sent >= total) return c.close();
+      if (delayMs) await sleep(delayMs);
+      const n = Math.min(chunk.length, total - sent);
+      sent += n;
+      c.enqueue(chunk.subarray(0, n));
+    },
+  });
+}
+
+Deno.test("transport: an answer over maxResponseBytes or slower than the deadline fails the request", async () => {
+  let mode: "huge" | "trickle" | "gzip" | "bomb" | "ok" = "huge";
+  const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen: () => {} }, async (req) => {
+    await req.body?.cancel();
+    const json = { "content-type": "application/json" };
+    const items = JSON.stringify({ errors: false, items: [{ index: { status: 201 } }] });
+    switch (mode) {
+      case "huge":
+        return new Response(chunkedBody(1024 * 1024), { headers: json });
+      case "trickle":
+        // Under the size cap, but 200 ms per 16 KiB: 800 ms in all against a 500 ms deadline.
+        return new Response(chunkedBody(60 * 1024, 200), { headers: json });
+      case "gzip":
+        return new Response(new Uint8Array(gzipSync(Buffer.from(items))), {
+          headers: { ...json, "content-encoding": "gzip" },
+        });
+      case "bomb":
+        // 64 KB on the wire, 64 MB once inflated.
+        return new Response(new Uint8Array(gzipSync(Buffer.alloc(64 * 1024 * 1024, 0x20))), {
+          headers: { ...json, "content-encoding": "gzip" },
+        });
+      case "ok":
+        return new Response(items, { headers: json });
+    }
+  });
+  const t = new OpenSearchTransport(settings(`http://127.0.0.1:${server.addr.port}`), {
+    requestTimeoutMs: 500,
+    maxResponseBytes: 64 * 1024,
+  });
+  const body = bulkBody([{ id: "a", line: enc.encode('{"tracer_id":"a"}') }]);
+  const signal = new AbortController().signal;
+  try {
+    await assertRejects(() => t.bulk(body, signal), /answer larger than 65536 bytes/);
+    mode = "trickle";
+    const t0 = performance.now();
+    await assertRejects(() => t.bulk(body, signal), /no answer within 0\.5 s/);
+    assert(performance.now() - t0 < 3000, "cut off near the deadline");
+    mode = "gzip";
+    assertEquals(await t.bulk(body, signal), [{ status: 201, error: undefined }]);
+    mode = "bomb";
+    await assertRejects(() => t.bulk(body, signal), /answer larger than 65536 bytes decompressed/);
+    mode = "ok";
+    assertEquals(await t.bulk(body, signal), [{ status: 201, error: undefined }]);
+  } finally {
+    await t.close();
+    await server.shutdown();
+  }
+});
+
+Deno.test("readCapped and decodeAnswer", async () => {
+  const max = 1000;
+  assertEquals((await readCapped(Readable.from([Buffer.alloc(600), Buffer.alloc(400)]), max)).length, 1000);
+  await assertRejects(
+    () => readCapped(Readable.from([Buffer.alloc(600), Buffer.alloc(401)]), max),
+    /answer larger than 1000 bytes/,
+  );
+  const json = { "content-type": "application/json; charset=UTF-8" };
+  assertEquals(decodeAnswer(Buffer.from('{"a":1}'), json, "GET", max), { a: 1 });
+  assertEquals(decodeAnswer(Buffer.from("plain"), {}, "GET", max), "plain");
+  assertEquals(decodeAnswer(Buffer.from(""), json, "HEAD", max), "");
+  assertEquals(
+    decodeAnswer(gzipSync(Buffer.from('{"a":2}')), { ...json, "content-encoding": "gzip" }, "GET", max),
+    { a: 2 },
+  );
+  let err: unknown;
+  try {
+    decodeAnswer(Buffer.from("{nope"), json, "GET", max);
+  } catch (e) {
+    err = e;
+  }
+  assertMatch(String(err), /answer is not valid JSON/);
 });

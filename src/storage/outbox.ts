@@ -15,6 +15,7 @@
 // batches out at a time (one in flight, one read ahead), so at most two
 // batches of documents are ever held in memory.
 
+import { readFileBoundedSync, ReadLimitError } from "../host/read.ts";
 import type { Logger } from "../log/logger.ts";
 
 export interface OutboxOptions {
@@ -23,6 +24,8 @@ export interface OutboxOptions {
   maxBytes: number;
   /** Rotation size of a segment; by default maxBytes/16 within [4 KiB, 64 MiB]. */
   segmentBytes?: number;
+  /** Longest document line read back; a longer (corrupt) one is skipped without being held whole. */
+  maxLineBytes?: number;
   log: Logger;
 }
 
@@ -64,6 +67,13 @@ const CURSOR = "cursor";
 const MIN_SEGMENT = 4096;
 const MAX_SEGMENT = 64 * 1024 * 1024;
 const READ_CHUNK = 256 * 1024;
+/**
+ * The longest document line: events with big stacks are tens of KB. A line beyond it is corrupt (or
+ * written by something else) and skipped while reading it back, so it never sits whole in memory.
+ */
+export const MAX_LINE_BYTES = 16 * 1024 * 1024;
+/** The cursor file holds one small JSON object. */
+const MAX_CURSOR_BYTES = 4096;
 /** One batch in flight and one read ahead: never more in memory. */
 export const MAX_OUTSTANDING = 2;
 const CURSOR_PERSIST_MS = 100;
@@ -175,6 +185,7 @@ export class Outbox {
   readonly dir: string;
   readonly maxBytes: number;
   readonly segmentBytes: number;
+  readonly maxLineBytes: number;
   readonly #log: Logger;
   /** Live segments, oldest first; the cursor is in the first one. */
   readonly #segments: Segment[] = [];
@@ -203,6 +214,7 @@ export class Outbox {
   private constructor(opts: OutboxOptions, cursor: Position, nextSeq: number) {
     this.dir = opts.dir;
     this.maxBytes = opts.maxBytes;
+    this.maxLineBytes = opts.maxLineBytes ?? MAX_LINE_BYTES;
     this.segmentBytes = opts.segmentBytes ??
       Math.min(MAX_SEGMENT, Math.max(MIN_SEGMENT, Math.floor(opts.maxBytes / 16)));
     this.#log = opts.log;
@@ -261,10 +273,11 @@ export class Outbox {
   static #readCursor(dir: string, log: Logger): Position | undefined {
     let text: string;
     try {
-      text = Deno.readTextFileSync(`${dir}/${CURSOR}`);
+      text = decoder.decode(readFileBoundedSync(`${dir}/${CURSOR}`, MAX_CURSOR_BYTES));
     } catch (err) {
       if (err instanceof Deno.errors.NotFound) return undefined;
-      throw err;
+      if (!(err instanceof ReadLimitError)) throw err;
+      text = "(larger than 4 KiB)";
     }
     try {
       const v = JSON.parse(text) as { segment?: unknown; offset?: unknown };
@@ -306,6 +319,10 @@ export class Outbox {
    * Returns false, counting the document as dropped, when the write failed.
    */
   append(line: Uint8Array): boolean {
+    if (line.length > this.maxLineBytes) {
+      // It would be skipped when read back: refuse it now, counted as dropped.
+      return this.#writeFailed(new Error(`document of ${line.length} bytes exceeds ${this.maxLineBytes}`));
+    }
     let active = this.#active;
     try {
       if (!active || (active.seg.bytes > 0 && active.seg.bytes + line.length > this.segmentBytes)) {
@@ -630,8 +647,22 @@ export class Outbox {
     let consumed = start;
     let pos = start;
     let carry: Uint8Array | undefined;
+    /** Start of an over-long line being skipped: its bytes are scanned for the newline, never kept. */
+    let skipFrom: number | undefined;
+    const maxLine = this.maxLineBytes;
     const full = () => lines >= maxLines || bytes >= maxBytes;
+    const skipped = (at: number, length: number) => {
+      lines++;
+      corrupt++;
+      this.#log.warn("outbox: skipped a line longer than the longest document", {
+        segment: seq,
+        offset: at,
+        bytes: length,
+        max_bytes: maxLine,
+      });
+    };
     const take = (line: Uint8Array, at: number, tail = false) => {
+      if (line.length > maxLine) return skipped(at, line.length);
       lines++;
       const id = documentId(line, tail);
       if (id === undefined) {
@@ -648,7 +679,8 @@ export class Outbox {
       bytes += line.length;
     };
     while (pos < end && !full()) {
-      // A line longer than a chunk doubles the read instead of growing the carry chunk by chunk.
+      // A line longer than a chunk doubles the read instead of growing the carry chunk by chunk; the carry
+      // never exceeds maxLine, so neither does a read.
       const n = Math.min(Math.max(READ_CHUNK, carry?.length ?? 0), end - pos);
       const chunk = new Uint8Array(n);
       try {
@@ -663,12 +695,39 @@ export class Outbox {
       const data = carry ? concat(carry, chunk) : chunk;
       pos += n;
       let ls = 0;
-      for (let nl = data.indexOf(NEWLINE); nl !== -1 && !full(); nl = data.indexOf(NEWLINE, ls)) {
+      if (skipFrom !== undefined) {
+        const nl = data.indexOf(NEWLINE);
+        if (nl === -1) {
+          if (pos >= end && tailIsFinal) {
+            // The over-long line is the unterminated tail of a finished segment.
+            skipped(skipFrom, end - skipFrom);
+            consumed = end;
+            skipFrom = undefined;
+          }
+          continue;
+        }
+        skipped(skipFrom, dataStart + nl - skipFrom);
+        skipFrom = undefined;
+        ls = nl + 1;
+        consumed = dataStart + ls;
+      }
+      for (let nl = data.indexOf(NEWLINE, ls); nl !== -1 && !full(); nl = data.indexOf(NEWLINE, ls)) {
         take(data.subarray(ls, nl), dataStart + ls);
         ls = nl + 1;
         consumed = dataStart + ls;
       }
       carry = ls < data.length ? data.subarray(ls) : undefined;
+      if (carry && !full() && carry.length > maxLine) {
+        // No newline within maxLine bytes: skip to the next one without keeping what is in between.
+        skipFrom = dataStart + ls;
+        carry = undefined;
+        if (pos >= end && tailIsFinal) {
+          skipped(skipFrom, end - skipFrom);
+          consumed = end;
+          skipFrom = undefined;
+        }
+        continue;
+      }
       if (carry && pos >= end && tailIsFinal && !full()) {
         // The unterminated tail of a finished segment: a line cut short by a crash.
         take(carry, dataStart + ls, true);

@@ -240,6 +240,79 @@ Deno.test("outbox: garbage in the middle of a segment is skipped; an unreadable 
   });
 });
 
+Deno.test("outbox: a line longer than maxLineBytes is skipped and counted, wherever it is", async () => {
+  await withDir(async (dir) => {
+    const box = Outbox.open({ dir, maxBytes: 1 << 30, log: capture().log });
+    box.append(line(0));
+    box.close();
+    // Written by something else (the agent refuses such lines): 3 MiB without a newline, spanning many
+    // read chunks, then a newline, a good line, and an over-long unterminated tail.
+    const path = `${dir}/${segmentName(1)}`;
+    Deno.writeFileSync(path, new Uint8Array(3 * 1024 * 1024).fill(0x61), { append: true });
+    Deno.writeFileSync(path, enc.encode("\n"), { append: true });
+    Deno.writeFileSync(path, line(2), { append: true });
+    Deno.writeFileSync(path, new Uint8Array(200 * 1024).fill(0x62), { append: true });
+    const size = Deno.statSync(path).size;
+
+    const { log, lines } = capture();
+    const again = Outbox.open({ dir, maxBytes: 1 << 30, maxLineBytes: 64 * 1024, log });
+    assertEquals(again.queuedDocuments, 4);
+    const b = await again.readBatch(100, 1 << 30);
+    assertEquals(seqOf(b!), [0, 2]);
+    assertEquals([b!.lines, b!.corrupt, b!.end], [4, 2, size]);
+    again.commit(b!);
+    assertEquals(again.queuedDocuments, 0);
+    const warns = lines.filter((l) => l.includes("skipped a line longer than the longest document"));
+    assertEquals(warns.length, 2);
+    assertMatch(warns[0], new RegExp(`offset=${line(0).length} bytes=${3 * 1024 * 1024} max_bytes=65536`));
+    assertMatch(warns[1], / bytes=204800 /);
+    again.close();
+  });
+});
+
+Deno.test("outbox: a line just under maxLineBytes is read whole; batches around a skipped line stay in order", async () => {
+  await withDir(async (dir) => {
+    const max = 64 * 1024;
+    const big = line(1, max - line(1).length - 100);
+    assert(big.length < max);
+    const box = Outbox.open({ dir, maxBytes: 1 << 30, maxLineBytes: max, log: capture().log });
+    box.append(line(0));
+    box.append(big);
+    box.close();
+    Deno.writeFileSync(`${dir}/${segmentName(1)}`, new Uint8Array(max + 1).fill(0x20), { append: true });
+    Deno.writeFileSync(`${dir}/${segmentName(1)}`, enc.encode("\n"), { append: true });
+    Deno.writeFileSync(`${dir}/${segmentName(1)}`, line(3), { append: true });
+    const again = Outbox.open({ dir, maxBytes: 1 << 30, maxLineBytes: max, log: capture().log });
+    const b1 = await again.readBatch(2, 1 << 30);
+    assertEquals(seqOf(b1!), [0, 1]);
+    again.commit(b1!);
+    const b2 = await again.readBatch(2, 1 << 30);
+    assertEquals(seqOf(b2!), [3]);
+    assertEquals(b2!.corrupt, 1);
+    again.commit(b2!);
+    assertEquals(await again.readBatch(2, 1 << 30), undefined);
+    again.close();
+  });
+});
+
+Deno.test("outbox: append refuses a document over maxLineBytes (dropped, logged); a huge cursor is unreadable", async () => {
+  await withDir(async (dir) => {
+    const { log, lines } = capture();
+    const box = Outbox.open({ dir, maxBytes: 1 << 30, maxLineBytes: 1024, log });
+    assertEquals(box.append(line(0, 2000)), false);
+    assertEquals(box.droppedTotal, 1);
+    assertMatch(lines.join(""), /document of \d+ bytes exceeds 1024/);
+    assert(box.append(line(1)));
+    box.close();
+    Deno.writeFileSync(`${dir}/cursor`, new Uint8Array(1024 * 1024).fill(0x20));
+    const c = capture();
+    const again = Outbox.open({ dir, maxBytes: 1 << 30, log: c.log });
+    assertMatch(c.lines.join(""), /unreadable cursor, resending from the oldest segment.*larger than 4 KiB/);
+    assertEquals(await drain(again), [1]);
+    again.close();
+  });
+});
+
 Deno.test("outbox: beyond maxBytes the oldest segment is dropped and its unsent documents counted", async () => {
   await withDir(async (dir) => {
     const one = line(0).length;

@@ -13,7 +13,8 @@
 // often created after the agent starts (NetworkManager, ifup), so the tracer
 // stays running, says once in the log that it is idle, and keeps rescanning.
 
-import type { HostFs } from "../../host/fs.ts";
+import { type HostFs, MAX_PROC_FILE_BYTES } from "../../host/fs.ts";
+import { readTextFileBounded } from "../../host/read.ts";
 import type { Logger } from "../../log/logger.ts";
 import type { Tracer, TracerContext } from "../../tracing/manager.ts";
 import type { EventSink } from "../sink.ts";
@@ -229,7 +230,7 @@ export class BondingLacpTracer implements Tracer {
     for (const bond of await this.#listBonds()) {
       let content: string;
       try {
-        content = await Deno.readTextFile(`${this.dir}/${bond}`);
+        content = await readTextFileBounded(`${this.dir}/${bond}`, MAX_PROC_FILE_BYTES);
       } catch (err) {
         if (err instanceof Deno.errors.NotFound) continue; // removed between readdir and read
         throw new Error(`${this.dir}/${bond}: ${err instanceof Error ? err.message : String(err)}`);

@@ -7,7 +7,7 @@
 
 import type { RecordHandler } from "../../../ffi/events.ts";
 import { close, ENODEV, ErrnoError, perfEventOpen } from "../../../ffi/libc.ts";
-import { type BpfRuntime, BpfTracer } from "../../bpf/tracer.ts";
+import { BpfPermissionError, type BpfRuntime, BpfTracer, requireLibbpf } from "../../bpf/tracer.ts";
 import { kernelSymbols, stackAddrs } from "../../bpf/ksyms.ts";
 import type { Logger } from "../../log/logger.ts";
 import { type Tracer, type TracerContext, UnsupportedError } from "../../tracing/manager.ts";
@@ -204,8 +204,10 @@ const PERF_TYPE_SOFTWARE = 1;
 const PERF_COUNT_SW_CPU_CLOCK = 0;
 const ATTR_FLAG_DISABLED = 1n << 0n;
 const PERF_FLAG_FD_CLOEXEC = 8;
-// perf_event_open errors that mean "not here": no such event (ENOENT, EOPNOTSUPP), not allowed (EPERM, EACCES).
-const UNSUPPORTED_ERRNOS = new Set([1, 2, 13, 95]);
+// perf_event_open errors that mean "not here": no such event (ENOENT, EOPNOTSUPP). Not allowed (EPERM,
+// EACCES: no CAP_PERFMON, perf_event_paranoid) is a failure naming the privileges.
+const UNSUPPORTED_ERRNOS = new Set([2, 95]);
+const DENIED_ERRNOS = new Set([1, 13]);
 
 /** perf_event_attr of a disabled software cpu-clock event sampling every `periodNs` (libbpf enables it on attach). */
 export function cpuClockAttr(periodNs: number): Uint8Array<ArrayBuffer> {
@@ -332,6 +334,7 @@ export class SoftirqTracing implements Tracer {
   constructor(readonly ctx: SoftirqTracingContext) {}
 
   async start(tctx: TracerContext): Promise<void> {
+    requireLibbpf(); // before the BTF: a host without libbpf is told so, not that it lacks BTF
     const threshold = this.ctx.config.EventTracing.Softirq.DisabledThreshold;
     const layout = percpuLayout(this.#readBtf());
     const tracer = new BpfTracer({
@@ -428,6 +431,11 @@ export class SoftirqTracing implements Tracer {
         if (err instanceof ErrnoError && err.errno === ENODEV) continue; // went offline meanwhile
         if (err instanceof ErrnoError && UNSUPPORTED_ERRNOS.has(err.errno)) {
           throw new UnsupportedError(`software cpu-clock perf event on CPU ${cpu}: ${err.message}`);
+        }
+        if (err instanceof ErrnoError && DENIED_ERRNOS.has(err.errno)) {
+          throw new BpfPermissionError(`software cpu-clock perf event on CPU ${cpu}: ${err.message}`, {
+            cause: err,
+          });
         }
         throw err;
       }

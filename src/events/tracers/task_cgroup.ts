@@ -2,7 +2,9 @@
 // (pid) but no cgroup: read when the record is decoded, so a task that has
 // exited by then has none (its event simply carries no container fields).
 
+import { MAX_PROC_FILE_BYTES } from "../../host/fs.ts";
 import { parseProcCgroup } from "../../host/proc_cgroup.ts";
+import { readTextFileBoundedSync } from "../../host/read.ts";
 
 /** The cgroup path of a /proc/<pid>/cgroup text: the cgroup2 line ("0::/path"), else the v1 memory line. */
 export function taskCgroupPaths(text: string): { unified?: string; memory?: string } {
@@ -34,7 +36,7 @@ export function taskCgroupId(pid: number, procRoot = "/proc"): number | undefine
   if (pid <= 0) return undefined;
   let text: string;
   try {
-    text = Deno.readTextFileSync(`${procRoot}/${pid}/cgroup`);
+    text = readTextFileBoundedSync(`${procRoot}/${pid}/cgroup`, MAX_PROC_FILE_BYTES);
   } catch {
     return undefined;
   }

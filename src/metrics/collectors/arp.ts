@@ -2,7 +2,8 @@
 // that has at least one process (one /proc/<pid>/net/arp read per namespace).
 
 import { countArpEntries, netnsInode } from "../../host/arp.ts";
-import type { HostFs } from "../../host/fs.ts";
+import { type HostFs, MAX_PROC_FILE_BYTES } from "../../host/fs.ts";
+import { readTextFileBoundedSync } from "../../host/read.ts";
 import { defineCollector } from "../collector.ts";
 import { gauge } from "../sample.ts";
 
@@ -39,7 +40,7 @@ function otherNamespacesArp(fs: HostFs): number {
     const path = fs.proc(`${e.name}/net/arp`);
     let text: string;
     try {
-      text = Deno.readTextFileSync(path);
+      text = readTextFileBoundedSync(path, MAX_PROC_FILE_BYTES);
     } catch {
       // The process exited between readdir and read: another process of its
       // namespace (if any) is found later in the walk.

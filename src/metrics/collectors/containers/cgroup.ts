@@ -5,7 +5,8 @@
 // file is missing or broken", and the small parsers of cgroup file formats.
 
 import type { Container } from "../../../pod/container.ts";
-import { describeFsError, type HostFs, SourceError } from "../../../host/fs.ts";
+import { describeFsError, type HostFs, MAX_PROC_FILE_BYTES, SourceError } from "../../../host/fs.ts";
+import { readTextFileBoundedSync } from "../../../host/read.ts";
 import { Slicer } from "../../../host/slicer.ts";
 import { parseCpuList } from "../../../host/cpulist.ts";
 
@@ -52,7 +53,7 @@ function dirExists(dir: string): boolean {
 export function readCgroupFile(dir: string, name: string): string | undefined {
   const path = `${dir}/${name}`;
   try {
-    return Deno.readTextFileSync(path);
+    return readTextFileBoundedSync(path, MAX_PROC_FILE_BYTES);
   } catch (err) {
     if (!dirExists(dir)) throw new ContainerGone(dir);
     if (err instanceof Deno.errors.NotFound) return undefined;

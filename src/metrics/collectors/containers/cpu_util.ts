@@ -17,8 +17,9 @@
 // cpuset.effective_cpus (v1) or cpuset.cpus.effective (v2).
 
 import { parseKeyValue } from "../../../host/keyvalue.ts";
-import { type HostFs, SourceError } from "../../../host/fs.ts";
+import { type HostFs, MAX_PROC_FILE_BYTES, SourceError } from "../../../host/fs.ts";
 import { CPU_WINDOW_MS } from "../../../host/stat_window.ts";
+import { readTextFileBoundedSync } from "../../../host/read.ts";
 import { type Container, containerLabels, type ContainerRegistry } from "../../../pod/container.ts";
 import type { Collector, CollectorContext } from "../../collector.ts";
 import { gauge, type Sample } from "../../sample.ts";
@@ -124,7 +125,7 @@ function secondsSinceStart(fs: HostFs, pid: number): number | undefined {
   let stat: string;
   const path = fs.proc(`${pid}/stat`);
   try {
-    stat = Deno.readTextFileSync(path);
+    stat = readTextFileBoundedSync(path, MAX_PROC_FILE_BYTES);
   } catch {
     return undefined; // exited: no since-start baseline
   }

@@ -8,7 +8,8 @@
 import type { Container, ContainerRegistry } from "../../../pod/container.ts";
 import { containerLabels } from "../../../pod/container.ts";
 import type { HostFs } from "../../../host/fs.ts";
-import { SourceError } from "../../../host/fs.ts";
+import { MAX_PROC_FILE_BYTES, SourceError } from "../../../host/fs.ts";
+import { readTextFileBoundedSync } from "../../../host/read.ts";
 import type { Collector, CollectorContext } from "../../collector.ts";
 import { gauge, type Sample } from "../../sample.ts";
 import {
@@ -45,7 +46,7 @@ export function countTaskStates(fs: HostFs, tids: readonly number[]): TaskCounts
     let text: string;
     try {
       // procfs reads never wait on a disk; one synchronous read is far cheaper than an async one.
-      text = Deno.readTextFileSync(path);
+      text = readTextFileBoundedSync(path, MAX_PROC_FILE_BYTES);
     } catch (err) {
       if (err instanceof Deno.errors.NotFound || /ESRCH|No such process/.test(String(err))) continue;
       throw new SourceError(path, String(err));
