@@ -37,6 +37,8 @@ export function recordLayout<const F extends string>(
 
 /** char comm[TASK_COMM_LEN] of the records that carry a task name. */
 export const TASK_COMM_LEN = 16;
+/** char name[IFNAMSIZ] of the records that carry a network device name. */
+export const IFNAMSIZ = 16;
 
 /** A record shorter than its struct: from a ring this means a producer/decoder mismatch. */
 export class ShortRecordError extends RangeError {

@@ -16,7 +16,7 @@ import { Btf, BTF_KIND } from "../../../ffi/btf.ts";
 import type { RecordHandler } from "../../../ffi/events.ts";
 import { numPossibleCpus, type RodataValue } from "../../../ffi/libbpf.ts";
 import { type KernelSymbols, kernelSymbols } from "../../bpf/ksyms.ts";
-import { recordLayout, RecordReader, TASK_COMM_LEN } from "../../bpf/record.ts";
+import { IFNAMSIZ, recordLayout, RecordReader, TASK_COMM_LEN } from "../../bpf/record.ts";
 import { type BpfRuntime, BpfTracer } from "../../bpf/tracer.ts";
 import { formatIPv4, formatIPv6 } from "../../host/inet.ts";
 import type { Logger } from "../../log/logger.ts";
@@ -25,7 +25,6 @@ import type { EventSink } from "../sink.ts";
 // ---- struct drop_event (bpf/dropwatch.bpf.c) ------------------------------
 
 export const STACK_DEPTH = 32;
-const IFNAMSIZ = 16;
 
 /** struct drop_event in bpf/dropwatch.bpf.c. */
 export const DROP_RECORD = recordLayout("dropwatch.o", "drop_event", 408, {

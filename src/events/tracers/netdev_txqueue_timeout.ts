@@ -6,14 +6,13 @@
 // fails with ENOENT (see src/bpf/tracer.ts).
 
 import type { RecordHandler } from "../../../ffi/events.ts";
-import { recordLayout, RecordReader } from "../../bpf/record.ts";
+import { IFNAMSIZ, recordLayout, RecordReader } from "../../bpf/record.ts";
 import { type BpfRuntime, BpfTracer } from "../../bpf/tracer.ts";
 import type { Logger } from "../../log/logger.ts";
 import type { EventSink } from "../sink.ts";
 
 export const TRACER_NAME = "netdev_txqueue_timeout";
 
-const IFNAMSIZ = 16;
 const DRIVER_NAME_LEN = 32;
 
 /** struct txqueue_timeout_event in bpf/netdev_txqueue_timeout.bpf.c. */
