@@ -13,6 +13,7 @@
 // lines reach us through libbpf_set_print and are formatted with vsnprintf.
 
 import { Btf, BTF_KIND } from "./btf.ts";
+import { cString } from "./cstring.ts";
 import { errno, errnoName, strerror } from "./libc.ts";
 import { perCpuStride } from "./percpu.ts";
 
@@ -762,12 +763,10 @@ export class BpfProgram {
       });
     }
     const dv = new DataView(buf.buffer);
-    const nameBytes = buf.subarray(64, 80);
-    const nul = nameBytes.indexOf(0);
     return {
       type: dv.getUint32(0, LITTLE_ENDIAN),
       id: dv.getUint32(4, LITTLE_ENDIAN),
-      name: decoder.decode(nameBytes.subarray(0, nul < 0 ? 16 : nul)),
+      name: cString(buf.subarray(64, 80)),
       runTimeNs: dv.getBigUint64(192, LITTLE_ENDIAN),
       runCnt: dv.getBigUint64(200, LITTLE_ENDIAN),
       recursionMisses: dv.getBigUint64(208, LITTLE_ENDIAN),

@@ -10,7 +10,10 @@
 // reported, and a record shorter than its layout is rejected (the reader
 // counts it as a handler error: huatuo_bamai_bpf_buffer_errors_total).
 
-// Per-CPU map values are summed in ffi/ (the ring readers' lost counts need it too).
+import { cString } from "../../ffi/cstring.ts";
+
+// Char arrays and per-CPU values are read in ffi/ too (netlink, the ring readers' lost counts).
+export { cString };
 export { perCpuStride, sumPerCpu } from "../../ffi/percpu.ts";
 
 /** Where a record's fields sit: C member path ("mce.cpuid") → byte offset. */
@@ -47,8 +50,6 @@ export class ShortRecordError extends RangeError {
     this.name = "ShortRecordError";
   }
 }
-
-const decoder = new TextDecoder();
 
 /** Little-endian, bounds-checked reads of one record inside a ring's mapping. */
 export class RecordReader {
@@ -138,10 +139,4 @@ export class RecordReader {
     }
     return out;
   }
-}
-
-/** The text before the first NUL of a fixed-size C char array. */
-export function cString(bytes: Uint8Array): string {
-  const end = bytes.indexOf(0);
-  return decoder.decode(end < 0 ? bytes : bytes.subarray(0, end));
 }
