@@ -13,14 +13,15 @@
 
 #define CPU_STACK_DEPTH 48
 
+/* One CPU's sample, decoded by src/events/kernel_stacks.ts. */
 struct cpu_stack_event {
-	__u64 req;
+	__u64 req; /* the request number answered */
 	__u32 cpu;
-	__u32 pid;
+	__u32 pid; /* tid running on that CPU; 0: idle */
 	__u32 tgid;
-	__s32 len;
+	__s32 len; /* bytes from bpf_get_stack, or -errno; 0: the CPU was in user mode */
 	char comm[TASK_COMM_LEN];
-	__u64 stack[CPU_STACK_DEPTH];
+	__u64 stack[CPU_STACK_DEPTH]; /* kernel return addresses */
 };
 HUATUO_RECORD(struct cpu_stack_event, 424);
 

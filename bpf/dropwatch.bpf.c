@@ -37,46 +37,10 @@
  *                          subsystems (reason >> 16 = enum
  *                          skb_drop_reason_subsys) and any reason >= 1024
  *   dropwatch_suppressed   PERCPU_ARRAY[1] __u64: drops over the rate limit
- *   dropwatch_events       RINGBUF 4 MiB here; the agent sizes it from EventsPerSecond before load (dropwatchRingBytes), records struct drop_event
- *                          (408 bytes, layout below, little endian)
+ *   dropwatch_events       RINGBUF 4 MiB here (the agent sizes it from
+ *                          EventsPerSecond before load: dropwatchRingBytes)
+ *                          of struct drop_event, below
  *   dropwatch_events_lost  PERCPU_ARRAY[1] __u64: records lost on a full ring
- *
- * struct drop_event (offsets in bytes; ports, seq and ack_seq in host order;
- * addresses in network order, IPv4 in the first 4 bytes):
- *   0   __u64 ts            CLOCK_MONOTONIC ns
- *   8   __u64 location      kernel address of the kfree_skb caller
- *   16  __u64 net_cookie    netns cookie (5.14+), 0 if unknown
- *   24  __u32 reason        enum skb_drop_reason (0 before 5.17)
- *   28  __u32 pid           tgid of current
- *   32  char  comm[16]      comm of current
- *   48  __u8  saddr[16]
- *   64  __u8  daddr[16]
- *   80  __u16 sport
- *   82  __u16 dport
- *   84  __u16 l3proto       ETH_P_IP or ETH_P_IPV6
- *   86  __u8  l4proto       IPPROTO_* (0 if unknown)
- *   87  __u8  tcp_flags     byte 13 of the TCP header
- *   88  __u32 seq
- *   92  __u32 ack_seq
- *   96  __u32 pkt_len       IP datagram length from its header (IPv6:
- *                           payload length + 40), else skb->len
- *   100 __u32 ifindex       skb->dev's, else skb->skb_iif
- *   104 __u32 netns_ino     inode of the netns (ls -l /proc/PID/ns/net): skb->dev's,
- *                           else the socket's; the agent maps it to a container
- *   108 __u16 queue_mapping skb->queue_mapping
- *   110 __u8  sk_state      skc_state of skb->sk, else of rx_sk (0: none)
- *   111 __u8  flags         DW_F_* below
- *   112 char  ifname[16]
- *   128 __u32 max_ack_backlog  sk_max_ack_backlog (full sockets only)
- *   132 __u32 ack_backlog      sk_ack_backlog: accept queue length
- *   136 __u32 syn_qlen         TCP listener's request sock (SYN) queue length
- *   140 __s32 stack_bytes      bpf_get_stack() result (bytes, or -errno)
- *   144 __u64 cgroup_id        cgroup2 id of the socket's owner (sk_cgrp_data: the
- *                              cgroup of the task that created the socket), for
- *                              full sockets only; 0 without one. Not the current
- *                              task's: most drops run in softirq context, where
- *                              current is whatever task the interrupt hit.
- *   152 __u64 stack[32]        kernel stack, innermost first
  */
 #include "huatuo.h"
 #include <bpf/bpf_endian.h>
@@ -111,38 +75,53 @@
 #define STACK_DEPTH 32
 #define REASON_SLOTS 1024
 
+/*
+ * One reported drop, decoded by src/events/tracers/dropwatch.ts. Ports, seq
+ * and ack_seq in host order; addresses in network order, IPv4 in the first
+ * 4 bytes.
+ */
 struct drop_event {
-	__u64 ts;
-	__u64 location;
-	__u64 net_cookie;
-	__u32 reason;
-	__u32 pid;
-	char comm[TASK_COMM_LEN];
+	__u64 ts;         /* CLOCK_MONOTONIC ns */
+	__u64 location;   /* kernel address of the kfree_skb caller */
+	__u64 net_cookie; /* netns cookie (5.14+), 0 if unknown */
+	__u32 reason;     /* enum skb_drop_reason (0 before 5.17) */
+	__u32 pid;        /* tgid of current */
+	char comm[TASK_COMM_LEN]; /* comm of current */
 	__u8 saddr[16];
 	__u8 daddr[16];
 	__u16 sport;
 	__u16 dport;
-	__u16 l3proto;
-	__u8 l4proto;
-	__u8 tcp_flags;
+	__u16 l3proto;  /* ETH_P_IP or ETH_P_IPV6 */
+	__u8 l4proto;   /* IPPROTO_* (0 if unknown) */
+	__u8 tcp_flags; /* byte 13 of the TCP header */
 	__u32 seq;
 	__u32 ack_seq;
+	/* IP datagram length from its header (IPv6: payload length + 40), else skb->len */
 	__u32 pkt_len;
-	__u32 ifindex;
+	__u32 ifindex; /* skb->dev's, else skb->skb_iif */
+	/*
+	 * Inode of the netns (ls -l /proc/PID/ns/net): skb->dev's, else the
+	 * socket's; the agent maps it to a container.
+	 */
 	__u32 netns_ino;
-	__u16 queue_mapping;
-	__u8 sk_state;
-	__u8 flags;
+	__u16 queue_mapping; /* skb->queue_mapping */
+	__u8 sk_state;       /* skc_state of skb->sk, else of rx_sk (0: none) */
+	__u8 flags;          /* DW_F_* */
 	char ifname[16];
-	__u32 max_ack_backlog;
-	__u32 ack_backlog;
-	__u32 syn_qlen;
-	__s32 stack_bytes;
+	__u32 max_ack_backlog; /* sk_max_ack_backlog (full sockets only) */
+	__u32 ack_backlog;     /* sk_ack_backlog: accept queue length */
+	__u32 syn_qlen;        /* TCP listener's request sock (SYN) queue length */
+	__s32 stack_bytes;     /* bpf_get_stack() result (bytes, or -errno) */
+	/*
+	 * cgroup2 id of the socket's owner (sk_cgrp_data: the cgroup of the
+	 * task that created the socket), for full sockets only; 0 without one.
+	 * Not the current task's: most drops run in softirq context, where
+	 * current is whatever task the interrupt hit.
+	 */
 	__u64 cgroup_id;
-	__u64 stack[STACK_DEPTH];
+	__u64 stack[STACK_DEPTH]; /* kernel stack, innermost first */
 };
 HUATUO_RECORD(struct drop_event, 408);
-
 
 struct dw_bucket {
 	__u64 credit_ns; /* time credit: one event costs token_cost_ns */

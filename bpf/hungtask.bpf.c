@@ -15,39 +15,27 @@
  *
  * Maps (agent contract):
  *   hungtask_count   ARRAY[1] key __u32 0, value __u64 (cumulative detections)
- *   hungtask_events  RINGBUF 256 KiB, records struct hungtask_event:
- *                      offset 0  __u32 pid   (kernel tid of the hung task)
- *                      offset 4  char comm[16] (NUL-terminated)
- *                      offset 24 __u64 ts    (CLOCK_MONOTONIC ns, bpf_ktime_get_ns)
- *                    32 bytes (4 bytes of padding at 20). Events are dropped
- *                    when the ring is full; the counter still counts them.
- *                    BPF_MAP_TYPE_RINGBUF needs kernel >= 5.8.
+ *   hungtask_events  RINGBUF 256 KiB of struct hungtask_event, below.
+ *                    Events are dropped when the ring is full; the counter
+ *                    still counts them. BPF_MAP_TYPE_RINGBUF needs kernel >= 5.8.
+ *   hungtask_events_lost    PERCPU_ARRAY[1] __u64: records lost on a full ring
  *   hungtask_cpustack_req   ARRAY[1] __u64: the current request number (0: none)
  *   hungtask_cpustack_done  PERCPU_ARRAY[1] __u64: request last answered per CPU
- *   hungtask_cpu_stacks     RINGBUF 256 KiB of struct cpu_stack_event:
- *                      offset 0  __u64 req   (request number answered)
- *                      offset 8  __u32 cpu
- *                      offset 12 __u32 pid   (tid running on that CPU; 0: idle)
- *                      offset 16 __u32 tgid
- *                      offset 20 __s32 len   (bytes from bpf_get_stack, or -errno;
- *                                             0: the CPU was in user mode)
- *                      offset 24 char comm[16]
- *                      offset 40 __u64 stack[48] (kernel return addresses)
- *                    424 bytes.
+ *   hungtask_cpu_stacks     RINGBUF 256 KiB of struct cpu_stack_event (cpu_stack.h)
  */
 #include "huatuo.h"
 #include "cpu_stack.h"
 
+/* One detection, decoded by src/metrics/collectors/hungtask.ts. */
 struct hungtask_event {
-	__u32 pid;
+	__u32 pid; /* kernel tid of the hung task */
 	char comm[TASK_COMM_LEN];
-	__u64 ts;
+	__u64 ts; /* CLOCK_MONOTONIC ns (bpf_ktime_get_ns) */
 };
 HUATUO_RECORD(struct hungtask_event, 32);
 
 HUATUO_MAP(hungtask_count, BPF_MAP_TYPE_ARRAY, __u32, __u64, 1);
 HUATUO_EVENT_RING(hungtask_events, 256 * 1024);
-/* Reports that found the ring full; the agent reads it as the buffer's lost count. */
 
 SEC("raw_tp/sched_process_hang")
 int BPF_PROG(hungtask_hang, struct task_struct *task)

@@ -36,20 +36,7 @@
  *   window_ns          ns (1 s)
  *
  * Maps (agent contract):
- *   memory_reclaim_events  RINGBUF 64 KiB, struct reclaim_event (64 bytes):
- *                            offset 0   __u32 pid  (tgid)
- *                            offset 4   __u32 tid  (thread whose reclaim
- *                                       crossed the threshold)
- *                            offset 8   char  comm[16] (that thread)
- *                            offset 24  __u64 deltatime (ns of reclaim in
- *                                       the window so far)
- *                            offset 32  __u64 memcg_id (memory cgroup id: v1
- *                                       inode of the cgroup dir, v2 cgroup id)
- *                            offset 40  __u64 now (CLOCK_MONOTONIC ns)
- *                            offset 48  __u64 window_start (ns)
- *                            offset 56  __u32 count (reclaims in the window)
- *                            offset 60  __u32 kind  (1 direct, 2 memcg: the
- *                                       reclaim that crossed the threshold)
+ *   memory_reclaim_events  RINGBUF 64 KiB of struct reclaim_event, below
  *   memory_reclaim_events_lost  PERCPU_ARRAY[1] __u64 (ring full)
  *   reclaim_start          LRU_HASH[10240] key __u32 tid, kept across
  *                          reclaims (internal)
@@ -63,16 +50,17 @@
 const volatile __u64 blocked_threshold = 900 * NSEC_PER_MSEC;
 const volatile __u64 window_ns = NSEC_PER_SEC;
 
+/* One window over the threshold, decoded by src/events/tracers/memory_reclaim_events.ts. */
 struct reclaim_event {
-	__u32 pid;
-	__u32 tid;
-	char comm[TASK_COMM_LEN];
-	__u64 deltatime;
-	__u64 memcg_id;
-	__u64 now;
-	__u64 window_start;
-	__u32 count;
-	__u32 kind;
+	__u32 pid;                /* tgid */
+	__u32 tid;                /* thread whose reclaim crossed the threshold */
+	char comm[TASK_COMM_LEN]; /* that thread's */
+	__u64 deltatime;          /* ns of reclaim in the window so far */
+	__u64 memcg_id;           /* memory cgroup id: v1 inode of the cgroup dir, v2 cgroup id */
+	__u64 now;                /* CLOCK_MONOTONIC ns */
+	__u64 window_start;       /* ns */
+	__u32 count;              /* reclaims in the window */
+	__u32 kind;               /* KIND_DIRECT or KIND_MEMCG: the reclaim that crossed the threshold */
 };
 HUATUO_RECORD(struct reclaim_event, 64);
 

@@ -52,29 +52,10 @@
  *   events_per_sec      rate limit (0: unlimited)
  *
  * Maps (agent contract):
- *   net_rx_events       RINGBUF 64 KiB, records struct net_rx_event (104 bytes):
- *                         offset 0   __u64 latency_ns
- *                         offset 8   __u64 tstamp_ns   (skb->tstamp, CLOCK_REALTIME)
- *                         offset 16  __u64 suppressed  (packets the rate limit
- *                                    dropped so far, all CPUs; approximate)
- *                         offset 24  __u32 pid         (tgid of current)
- *                         offset 28  __u32 netns_ino   (inode of the net namespace
- *                                    of the device (TO_NETIF_RCV) or socket)
- *                         offset 32  __u8  saddr[16]   (packet source; IPv4 in
- *                                    the first 4 bytes)
- *                         offset 48  __u8  daddr[16]   (packet destination)
- *                         offset 64  __u32 seq, 68 __u32 ack_seq (host order)
- *                         offset 72  __u32 pkt_len     (TCP payload bytes of the skb)
- *                         offset 76  __u16 sport, 78 __u16 dport (host order)
- *                         offset 80  __u16 family      (AF_INET 2 / AF_INET6 10)
- *                         offset 82  __u8  where       (0 TO_NETIF_RCV, 1 TO_TCPV4_RCV,
- *                                    2 TO_USER_COPY)
- *                         offset 83  __u8  state       (sk_state; 0: no socket yet)
- *                         offset 84  char  comm[16]    (current)
- *                       4 bytes of padding at 100.
+ *   net_rx_events       RINGBUF 64 KiB of struct net_rx_event, below
  *   net_rx_events_lost  PERCPU_ARRAY[1] __u64: records dropped on a full ring.
  *   net_rx_clock        ARRAY[1] __s64: CLOCK_REALTIME - CLOCK_MONOTONIC, written by the agent.
- *   net_rx_rate         ARRAY[1] struct net_rx_rate (internal; suppressed at offset 16).
+ *   net_rx_rate         ARRAY[1] struct net_rx_rate (the agent reads its suppressed).
  *   net_rx_reported     LRU_HASH[8192] (skb, tstamp) -> 1 (internal).
  */
 #include "huatuo.h"
@@ -103,27 +84,28 @@ const volatile __u32 events_per_sec = 100;
  */
 const volatile __u32 host_netns_ino = 0;
 
+/* One late packet, decoded by src/events/tracers/net_rx_latency.ts. */
 struct net_rx_event {
 	__u64 latency_ns;
-	__u64 tstamp_ns;
-	__u64 suppressed;
-	__u32 pid;
+	__u64 tstamp_ns;  /* skb->tstamp, CLOCK_REALTIME */
+	__u64 suppressed; /* packets the rate limit dropped so far, all CPUs; approximate */
+	__u32 pid;        /* tgid of current */
+	/* inode of the net namespace of the device (TO_NETIF_RCV) or socket */
 	__u32 netns_ino;
-	__u8 saddr[16];
-	__u8 daddr[16];
-	__u32 seq;
+	__u8 saddr[16]; /* packet source; IPv4 in the first 4 bytes */
+	__u8 daddr[16]; /* packet destination */
+	__u32 seq;      /* host order, as ack_seq, sport and dport */
 	__u32 ack_seq;
-	__u32 pkt_len;
+	__u32 pkt_len; /* TCP payload bytes of the skb */
 	__u16 sport;
 	__u16 dport;
-	__u16 family;
-	__u8 where;
-	__u8 state;
-	char comm[TASK_COMM_LEN];
+	__u16 family; /* AF_INET or AF_INET6 */
+	__u8 where;   /* WHERE_* */
+	__u8 state;   /* sk_state; 0: no socket yet */
+	char comm[TASK_COMM_LEN]; /* current */
 };
 HUATUO_RECORD(struct net_rx_event, 104);
 
-/* The agent decodes these offsets (src/events/tracers/net_rx_latency.ts). */
 
 struct net_rx_rate {
 	__u64 window;

@@ -14,13 +14,8 @@
  * the tracepoint the attach fails with ENOENT: "unsupported on this kernel".
  *
  * Maps (agent contract):
- *   netdev_txqueue_timeout_events  RINGBUF 64 KiB, records
- *                                  struct txqueue_timeout_event:
- *                                    offset 0  __s32 queue_index
- *                                    offset 4  char device_name[16] (NUL-terminated)
- *                                    offset 20 char driver_name[32] (NUL-terminated)
- *                                    offset 56 __u64 ts (CLOCK_MONOTONIC ns)
- *                                  64 bytes (4 bytes of padding at 52).
+ *   netdev_txqueue_timeout_events  RINGBUF 64 KiB of struct
+ *                                  txqueue_timeout_event, below.
  *                                  BPF_MAP_TYPE_RINGBUF needs kernel >= 5.8.
  *   netdev_txqueue_timeout_events_lost  PERCPU_ARRAY[1]: records dropped
  *                                  because the ring was full.
@@ -30,11 +25,12 @@
 #define IFNAMSIZ 16
 #define DRIVER_NAME_LEN 32
 
+/* One timed-out queue, decoded by src/events/tracers/netdev_txqueue_timeout.ts. */
 struct txqueue_timeout_event {
 	__s32 queue_index;
-	char device_name[IFNAMSIZ];
-	char driver_name[DRIVER_NAME_LEN];
-	__u64 ts;
+	char device_name[IFNAMSIZ];        /* NUL-terminated */
+	char driver_name[DRIVER_NAME_LEN]; /* NUL-terminated */
+	__u64 ts;                          /* CLOCK_MONOTONIC ns */
 };
 HUATUO_RECORD(struct txqueue_timeout_event, 64);
 

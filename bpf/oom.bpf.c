@@ -10,29 +10,7 @@
  *   tp_btf/mark_victim (struct task_struct *task, uid_t uid)   [6.x signature]
  *
  * Maps (agent contract):
- *   oom_events       RINGBUF 64 KiB, records struct oom_event (120 bytes):
- *                      offset 0   __u32 victim_pid     (tgid of the victim)
- *                      offset 4   __u32 trigger_pid    (tgid of current)
- *                      offset 8   char  victim_comm[16]  (NUL-terminated)
- *                      offset 24  char  trigger_comm[16] (NUL-terminated)
- *                      offset 40  __u64 victim_memcg_id  (memory controller
- *                                 cgroup id: inode of the v1 memory cgroup
- *                                 dir, or the cgroup2 id; 0 if unknown)
- *                      offset 48  __u64 trigger_memcg_id
- *                      offset 56  __u64 victim_memcg_css  (struct
- *                                 cgroup_subsys_state * of the memory
- *                                 controller, kernel address; 0 if unknown)
- *                      offset 64  __u64 trigger_memcg_css
- *                      offset 72  __u64 total_vm   (victim, pages)
- *                      offset 80  __u64 anon_rss   (victim, pages)
- *                      offset 88  __u64 file_rss   (victim, pages)
- *                      offset 96  __u64 shmem_rss  (victim, pages)
- *                      offset 104 __u64 ts     (CLOCK_MONOTONIC ns)
- *                      offset 112 __u32 uid    (tracepoint argument)
- *                      offset 116 __s16 oom_score_adj (victim)
- *                    120 bytes (2 bytes of padding at 118). The rss values
- *                    are the mm counters' approximate global counts, as the
- *                    kernel's own mark_victim event prints them.
+ *   oom_events       RINGBUF 64 KiB of struct oom_event, below
  *   oom_events_lost  PERCPU_ARRAY[1] __u64: records dropped on a full ring.
  */
 #include "huatuo.h"
@@ -42,27 +20,33 @@
 #define HUATUO_MM_ANONPAGES 1
 #define HUATUO_MM_SHMEMPAGES 3
 
+/*
+ * One kill, decoded by src/events/tracers/oom.ts. The rss values are the mm
+ * counters' approximate global counts, as the kernel's own mark_victim event
+ * prints them.
+ */
 struct oom_event {
-	__u32 victim_pid;
-	__u32 trigger_pid;
+	__u32 victim_pid;  /* tgid of the victim */
+	__u32 trigger_pid; /* tgid of current */
 	char victim_comm[TASK_COMM_LEN];
 	char trigger_comm[TASK_COMM_LEN];
+	/* memory controller cgroup id: inode of the v1 memory cgroup dir, or the cgroup2 id; 0 if unknown */
 	__u64 victim_memcg_id;
 	__u64 trigger_memcg_id;
+	/* the memory controller's struct cgroup_subsys_state *, a kernel address; 0 if unknown */
 	__u64 victim_memcg_css;
 	__u64 trigger_memcg_css;
-	__u64 total_vm;
-	__u64 anon_rss;
-	__u64 file_rss;
-	__u64 shmem_rss;
-	__u64 ts;
-	__u32 uid;
-	__s16 oom_score_adj;
+	__u64 total_vm;  /* victim, pages */
+	__u64 anon_rss;  /* victim, pages */
+	__u64 file_rss;  /* victim, pages */
+	__u64 shmem_rss; /* victim, pages */
+	__u64 ts;        /* CLOCK_MONOTONIC ns */
+	__u32 uid;       /* tracepoint argument */
+	__s16 oom_score_adj; /* victim's */
 };
 HUATUO_RECORD(struct oom_event, 120);
 
 HUATUO_EVENT_RING(oom_events, 64 * 1024);
-/* Reports that found the ring full; the agent reads it as the buffer's lost count. */
 
 /* Before 6.2 mm->rss_stat was struct mm_rss_stat { atomic_long_t count[]; }. */
 struct mm_rss_stat___old {

@@ -31,24 +31,7 @@
  * Maps (agent contract):
  *   ras_count   ARRAY[5] key __u32 source (0 acpi, 1 aer, 2 edac, 3 mce,
  *               4 thr), value __u64: every event, also when the ring is full.
- *   ras_events  RINGBUF 256 KiB of struct ras_event (432 bytes):
- *                 offset 0  __u32 source
- *                 offset 4  __u32 cpu   (CPU the tracepoint fired on)
- *                 offset 8  __u64 ts    (bpf_ktime_get_ns)
- *                 offset 16 payload, by source:
- *     mce:  __u64 status, mcgstatus, addr, misc, synd, ipid, ip, tsc, time,
- *           mcgcap (16..95); __u32 cpuid, extcpu, socketid, apicid (96..111);
- *           __u8 cpuvendor, cs, bank, severity (112..115)
- *     edac: __u64 address, syndrome (16, 24); __u32 err_type (32);
- *           __s32 error_count (36); __u8 mc_index (40); __s8 top, mid, low
- *           (41..43); __u8 grain_bits (44); char msg[128] (48),
- *           label[128] (176), driver[128] (304)
- *     acpi: __u8 sec_type[16] (16), fru_id[16] (32); __u32 len (48);
- *           __u8 sev (52); char fru_text[32] (56); __u8 data[256] (88):
- *           the first min(len, 256) bytes of the error data
- *     aer:  __u32 status (16); __u8 severity (20), tlp_header_valid (21);
- *           __u32 tlp[4] (24); char dev_name[64] (40)
- *     thr:  __s32 vector (16)
+ *   ras_events  RINGBUF 256 KiB of struct ras_event, below
  *   ras_events_lost  PERCPU_ARRAY[1] __u64: records the full ring dropped.
  */
 #include "huatuo.h"
@@ -90,11 +73,11 @@ struct ras_edac {
 struct ras_acpi {
 	__u8 sec_type[16];
 	__u8 fru_id[16];
-	__u32 len;
+	__u32 len; /* of the error data */
 	__u8 sev;
 	__u8 pad[3];
 	char fru_text[RAS_FRU_TEXT_LEN];
-	__u8 data[RAS_DATA_LEN];
+	__u8 data[RAS_DATA_LEN]; /* the first min(len, RAS_DATA_LEN) bytes of the error data */
 };
 
 struct ras_aer {
@@ -110,10 +93,11 @@ struct ras_thr {
 	__s32 vector;
 };
 
+/* One error report, decoded by src/metrics/collectors/ras.ts: a header, then its source's payload. */
 struct ras_event {
-	__u32 source;
-	__u32 cpu;
-	__u64 ts;
+	__u32 source; /* enum ras_source */
+	__u32 cpu;    /* CPU the tracepoint fired on */
+	__u64 ts;     /* bpf_ktime_get_ns */
 	union {
 		struct ras_mce mce;
 		struct ras_edac edac;
@@ -123,8 +107,6 @@ struct ras_event {
 	};
 };
 HUATUO_RECORD(struct ras_event, 432);
-
-/* The layout the agent decodes (src/metrics/collectors/ras.ts). */
 
 /* The kernel's struct mce (arch/x86/include/uapi/asm/mce.h), read with CO-RE. */
 struct mce___huatuo {

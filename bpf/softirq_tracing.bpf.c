@@ -53,22 +53,7 @@
  *   softirq_count_delta  &kstat.softirqs - &runqueues in the per-CPU area
  *
  * Maps (agent contract):
- *   softirq_tracing_events  RINGBUF 256 KiB, struct softirq_tracing_event
- *                           (560 bytes):
- *                             offset 0   __u64 offtime   (ns)
- *                             offset 8   __u64 threshold (ns)
- *                             offset 16  __u64 now   (CLOCK_MONOTONIC ns)
- *                             offset 24  __u32 pid   (tgid)
- *                             offset 28  __u32 tid
- *                             offset 32  __u32 cpu
- *                             offset 36  __u32 stack_bytes (valid bytes of
- *                                        stack; bpf_get_stack's result)
- *                             offset 40  char  comm[16] (NUL-terminated)
- *                             offset 56  __u32 serving (1: a softirq handler
- *                                        ran; 0: softirqs disabled in task
- *                                        context)
- *                             offset 60  __u32 pad
- *                             offset 64  __u64 stack[62] (kernel addresses)
+ *   softirq_tracing_events  RINGBUF 256 KiB of struct softirq_tracing_event, below
  *   softirq_tracing_events_lost  PERCPU_ARRAY[1] __u64 (ring full)
  *   softirq_tracing_stats   PERCPU_ARRAY[4] __u64: 0 samples, 1 samples whose
  *                           per-CPU address check failed (the agent reports
@@ -93,18 +78,19 @@ const volatile __s64 softirq_count_delta = 0;
 
 #define NR_SOFTIRQS_MAX 10 /* enum softirq vectors, HI..RCU: unchanged since 2.6.37 */
 
+/* One long section, decoded by src/events/tracers/softirq_tracing.ts. */
 struct softirq_tracing_event {
-	__u64 offtime;
-	__u64 threshold;
-	__u64 now;
-	__u32 pid;
+	__u64 offtime;   /* ns */
+	__u64 threshold; /* ns */
+	__u64 now;       /* CLOCK_MONOTONIC ns */
+	__u32 pid;       /* tgid */
 	__u32 tid;
 	__u32 cpu;
-	__u32 stack_bytes;
+	__u32 stack_bytes; /* valid bytes of stack: bpf_get_stack's result */
 	char comm[TASK_COMM_LEN];
-	__u32 serving;
+	__u32 serving; /* 1: a softirq handler ran; 0: softirqs disabled in task context */
 	__u32 pad;
-	__u64 stack[STACK_DEPTH];
+	__u64 stack[STACK_DEPTH]; /* kernel addresses */
 };
 HUATUO_RECORD(struct softirq_tracing_event, 560);
 

@@ -31,15 +31,11 @@
  *   softlockup_buf    PERCPU_ARRAY[1] 256-byte scratch buffer (internal; a
  *                     map value because the verifier allows unaligned loads
  *                     there but not on the stack)
- *   softlockup_events RINGBUF 64 KiB of struct softlockup_event:
- *                      offset 0  __u32 cpu  (CPU that printed the line: the
- *                                            watchdog runs on the stuck CPU)
- *                      offset 4  __u32 len  (valid bytes of text)
- *                      offset 8  char text[192] (the message, not NUL-terminated)
- *                    200 bytes. The agent parses CPU, comm and pid from the text.
+ *   softlockup_events RINGBUF 64 KiB of struct softlockup_event, below
+ *   softlockup_events_lost  PERCPU_ARRAY[1] __u64: records lost on a full ring
  *   softlockup_cpustack_req / _cpustack_done / softlockup_cpu_stacks: the
  *     sampler's request, per-CPU answered request and records (struct
- *     cpu_stack_event, 424 bytes).
+ *     cpu_stack_event, cpu_stack.h).
  */
 #include "huatuo.h"
 #include "cpu_stack.h"
@@ -59,10 +55,14 @@ struct sl_buf {
 	char data[SL_BUF_LEN];
 };
 
+/*
+ * One report line, decoded by src/metrics/collectors/softlockup.ts, which
+ * parses the CPU, comm and pid from the text.
+ */
 struct softlockup_event {
-	__u32 cpu;
-	__u32 len;
-	char text[SL_READ_MAX];
+	__u32 cpu; /* CPU that printed the line: the watchdog runs on the stuck CPU */
+	__u32 len; /* valid bytes of text */
+	char text[SL_READ_MAX]; /* the message, not NUL-terminated */
 };
 HUATUO_RECORD(struct softlockup_event, 200);
 

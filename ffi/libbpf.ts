@@ -12,7 +12,10 @@
 // calls return -errno, pointer-returning ones return NULL and set errno; log
 // lines reach us through libbpf_set_print and are formatted with vsnprintf.
 
+import { Btf, BTF_KIND } from "./btf.ts";
+import { cString } from "./cstring.ts";
 import { errno, errnoName, strerror } from "./libc.ts";
+import { perCpuStride } from "./percpu.ts";
 
 type Bytes = Uint8Array<ArrayBuffer>;
 type Ptr = Deno.PointerValue;
@@ -140,7 +143,6 @@ const PERCPU_MAP_TYPES = new Set([
   BPF_MAP_TYPE_PERCPU_CGROUP_STORAGE,
 ]);
 
-const BTF_KIND_DATASEC = 15;
 const ENOENT = 2;
 const EINVAL = 22;
 const ENOSPC = 28;
@@ -626,24 +628,12 @@ export class BpfObject {
   // Variables of a DATASEC from the object's BTF: name → offset/size.
   #datasecVars(section: string): Map<string, { offset: number; size: number }> {
     const vars = new Map<string, { offset: number; size: number }>();
-    const l = bpf();
-    const btf = l.bpf_object__btf(this.handle);
-    if (btf === null) return vars;
-    const id = l.btf__find_by_name_kind(btf, cstr(section), BTF_KIND_DATASEC);
-    if (id < 0) return vars;
-    const sec = l.btf__type_by_id(btf, id);
-    if (sec === null) return vars;
-    // struct btf_type {u32 name_off; u32 info; u32 size} then vlen ×
-    // struct btf_var_secinfo {u32 type; u32 offset; u32 size} (linux/btf.h).
-    const view = new Deno.UnsafePointerView(sec);
-    const vlen = view.getUint32(4) & 0xffff;
-    for (let i = 0; i < vlen; i++) {
-      const at = 12 + i * 12;
-      const varType = l.btf__type_by_id(btf, view.getUint32(at));
-      if (varType === null) continue;
-      const name = readCString(l.btf__name_by_offset(btf, new Deno.UnsafePointerView(varType).getUint32(0)));
-      vars.set(name, { offset: view.getUint32(at + 4), size: view.getUint32(at + 8) });
-    }
+    const p = bpf().bpf_object__btf(this.handle);
+    if (p === null) return vars;
+    const btf = Btf.borrow(p);
+    const id = btf.find(section, BTF_KIND.DATASEC);
+    if (id === undefined) return vars;
+    for (const v of btf.datasec(id)) vars.set(btf.type(v.type).name, { offset: v.offset, size: v.size });
     return vars;
   }
 
@@ -803,12 +793,10 @@ export class BpfProgram {
       });
     }
     const dv = new DataView(buf.buffer);
-    const nameBytes = buf.subarray(64, 80);
-    const nul = nameBytes.indexOf(0);
     return {
       type: dv.getUint32(0, LITTLE_ENDIAN),
       id: dv.getUint32(4, LITTLE_ENDIAN),
-      name: decoder.decode(nameBytes.subarray(0, nul < 0 ? 16 : nul)),
+      name: cString(buf.subarray(64, 80)),
       runTimeNs: dv.getBigUint64(192, LITTLE_ENDIAN),
       runCnt: dv.getBigUint64(200, LITTLE_ENDIAN),
       recursionMisses: dv.getBigUint64(208, LITTLE_ENDIAN),
@@ -968,7 +956,7 @@ export class BpfMap {
 
   /** Bytes of one per-CPU value: possible CPUs × round_up(valueSize, 8). */
   get perCpuValueSize(): number {
-    return numPossibleCpus() * Math.ceil(this.valueSize / 8) * 8;
+    return numPossibleCpus() * perCpuStride(this.valueSize);
   }
 
   /** Bytes a lookup writes per entry: perCpuValueSize for per-CPU maps, else valueSize. */

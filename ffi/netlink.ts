@@ -18,6 +18,7 @@ import {
   type QdiscStats,
 } from "../src/host/rtnetlink.ts";
 import { type LinkState, type NlMessage, parseLinkStateDump } from "../src/host/rtnetlink.ts";
+import { cString } from "./cstring.ts";
 import { EAGAIN, errno, ioctl } from "./libc.ts";
 import {
   AF_NETLINK,
@@ -378,20 +379,14 @@ export interface EthtoolDriverInfo {
   busInfo: string;
 }
 
-function fixedString(b: Uint8Array, off: number, len: number): string {
-  const s = b.subarray(off, off + len);
-  const nul = s.indexOf(0);
-  return new TextDecoder().decode(nul < 0 ? s : s.subarray(0, nul));
-}
-
 /** Decodes struct ethtool_drvinfo { u32 cmd; char driver[32], version[32], fw_version[32], bus_info[32]; ... }. */
 export function parseEthtoolDrvinfo(b: Uint8Array): EthtoolDriverInfo {
   if (b.byteLength < 132) throw new RangeError(`ethtool_drvinfo: ${b.byteLength} bytes, need 132`);
   return {
-    driver: fixedString(b, 4, 32),
-    version: fixedString(b, 36, 32),
-    firmwareVersion: fixedString(b, 68, 32),
-    busInfo: fixedString(b, 100, 32),
+    driver: cString(b.subarray(4, 36)),
+    version: cString(b.subarray(36, 68)),
+    firmwareVersion: cString(b.subarray(68, 100)),
+    busInfo: cString(b.subarray(100, 132)),
   };
 }
 

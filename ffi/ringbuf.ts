@@ -18,7 +18,8 @@
 // Drops: the ring buffer has no kernel-side lost count — a full ring just
 // makes bpf_ringbuf_reserve() return NULL. Programs count that themselves,
 // by convention in a per-CPU array named `<ring map>_lost` (u32 key 0, u64
-// value), which the reader finds in the same object and sums on `lost`:
+// value), which the reader finds in the same object and sums on `lost`
+// (bpf/huatuo.h's HUATUO_EVENT_RING and huatuo_reserve write it so):
 //
 //   struct {
 //     __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -38,6 +39,7 @@
 
 import { BPF_MAP_TYPE_RINGBUF, BpfError, type BpfMap } from "./libbpf.ts";
 import { MAP_SHARED, mmap, munmap, pageSize, PROT_READ, PROT_WRITE } from "./libc.ts";
+import { perCpuStride, sumPerCpu } from "./percpu.ts";
 import { checkBudget, EventReaderBase, type EventReaderOptions, type RecordHandler } from "./events.ts";
 
 export interface RingBufferReaderOptions extends EventReaderOptions {
@@ -84,7 +86,6 @@ export class RingBufferReader extends EventReaderBase {
   // this many bytes were consumed since the last store (a quarter ring).
   #releaseEvery: number;
   #lostBuf: Uint8Array<ArrayBuffer> | null;
-  #lostView: DataView | null;
   #lostKey = new Uint8Array(4);
   #closed = false;
 
@@ -139,29 +140,18 @@ export class RingBufferReader extends EventReaderBase {
     this.#view = new DataView(this.#prodBuf);
     this.#cons = Number(Atomics.load(this.#consPos, 0));
 
-    if (this.lostMap !== null) {
-      this.#lostBuf = new Uint8Array(this.lostMap.valueStride);
-      this.#lostView = new DataView(this.#lostBuf.buffer);
-    } else {
-      this.#lostBuf = null;
-      this.#lostView = null;
-    }
+    this.#lostBuf = this.lostMap === null ? null : new Uint8Array(this.lostMap.valueStride);
   }
 
   /** Failed reservations counted by the BPF program (0 without a lost map); one map lookup per read. */
   get lost(): number {
     const m = this.lostMap;
-    if (m === null || this.#lostBuf === null || this.#lostView === null || m.fd < 0) return 0;
+    if (m === null || this.#lostBuf === null || m.fd < 0) return 0;
     if (!m.lookup(this.#lostKey, this.#lostBuf)) return 0;
-    // Per-CPU values sit round_up(value size, 8) bytes apart.
-    const stride = Math.ceil(m.valueSize / 8) * 8;
-    const slots = m.isPerCpu ? m.valueStride / stride : 1;
-    let sum = 0;
-    for (let i = 0; i < slots; i++) {
-      const at = i * stride;
-      sum += this.#lostView.getUint32(at, true) + this.#lostView.getUint32(at + 4, true) * 4294967296;
-    }
-    return sum;
+    // A plain map's one value is a single slot.
+    return Number(
+      sumPerCpu(this.#lostBuf, m.isPerCpu ? perCpuStride(m.valueSize) : this.#lostBuf.byteLength),
+    );
   }
 
   /** Bytes committed but not yet consumed. */

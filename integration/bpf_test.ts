@@ -498,6 +498,7 @@ Deno.test({
               `ring buffer read ${read}, counter +${d}`,
             );
             assertEquals(s2.one("bpf_buffer_lost_total", buf), 0);
+            assertEquals(s2.one("bpf_buffer_errors_total", buf), 0, "every record decoded");
             assert(
               agent.output().includes(`msg="hung task detected" pid=${pid} comm=sh`),
               "the agent logged the hung task",

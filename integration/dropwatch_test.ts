@@ -108,8 +108,11 @@ Deno.test({
       assertEquals(doc.region, "dev");
       assertEquals(doc.tracer_data, d);
 
-      const after = metric(await scrape(agent), "NO_SOCKET");
+      const text = await scrape(agent);
+      const after = metric(text, "NO_SOCKET");
       assert(after >= before + 1, `dropwatch_drops_total{reason="NO_SOCKET"} ${before} → ${after}`);
+      // Every record read was decoded: the handler-error series is there, at 0.
+      assertMatch(text, /^huatuo_bamai_bpf_buffer_errors_total\{[^}]*buffer="dropwatch_events"[^}]*\} 0$/m);
     } finally {
       close(src.fd);
       assertEquals((await agent.stop()).code, 0);

@@ -181,14 +181,3 @@ export function kernelSymbols(): KernelSymbols {
   }
   return shared;
 }
-
-/** Reads `depth` little-endian u64 instruction pointers at `offset` of `view` (a bpf_get_stack buffer). */
-export function stackAddrs(view: DataView, offset: number, depth: number): bigint[] {
-  const out: bigint[] = [];
-  for (let i = 0; i < depth; i++) {
-    const a = view.getBigUint64(offset + i * 8, true);
-    if (a === 0n) break;
-    out.push(a);
-  }
-  return out;
-}

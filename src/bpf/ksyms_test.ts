@@ -1,5 +1,5 @@
 import { assert, assertEquals } from "../testing/assert.ts";
-import { KernelSymbols, parseKallsyms, stackAddrs } from "./ksyms.ts";
+import { KernelSymbols, parseKallsyms } from "./ksyms.ts";
 
 const SAMPLE = [
   "ffffffff81000000 T _stext",
@@ -40,13 +40,6 @@ Deno.test("KernelSymbols.range spans one symbol up to the next", () => {
   assertEquals(k.range("do_one"), undefined);
   assertEquals(k.range("weak_fn"), [0xffffffff81000400n, 0xffffffffc0a01000n]);
   assertEquals(k.range("xfs_foo"), undefined, "the last symbol has no end");
-});
-
-Deno.test("stackAddrs reads u64 frames up to the first zero", () => {
-  const v = new DataView(new ArrayBuffer(40));
-  v.setBigUint64(8, 0xffffffff81000232n, true);
-  v.setBigUint64(16, 0xffffffff81000110n, true);
-  assertEquals(stackAddrs(v, 8, 4), [0xffffffff81000232n, 0xffffffff81000110n]);
 });
 
 if (Deno.uid() !== 0) {

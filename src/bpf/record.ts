@@ -10,10 +10,16 @@
 // reported, and a record shorter than its layout is rejected (the reader
 // counts it as a handler error: huatuo_bamai_bpf_buffer_errors_total).
 
+import { cString } from "../../ffi/cstring.ts";
+
+// Char arrays and per-CPU values are read in ffi/ too (netlink, the ring readers' lost counts).
+export { cString };
+export { perCpuStride, sumPerCpu } from "../../ffi/percpu.ts";
+
 /** Where a record's fields sit: C member path ("mce.cpuid") → byte offset. */
 export interface RecordLayout<F extends string = string> {
-  /** The compiled object that emits it, e.g. "oom.o" (under _output/bpf). */
-  readonly object: string;
+  /** The compiled objects that emit it, e.g. ["oom.o"] (under _output/bpf). */
+  readonly objects: readonly string[];
   /** The C struct, e.g. "oom_event". */
   readonly struct: string;
   /** sizeof the struct. */
@@ -21,14 +27,21 @@ export interface RecordLayout<F extends string = string> {
   readonly fields: Readonly<Record<F, number>>;
 }
 
+/** `object`: the compiled object emitting the record, or every one that does (a shared header's struct). */
 export function recordLayout<const F extends string>(
-  object: string,
+  object: string | readonly string[],
   struct: string,
   size: number,
   fields: Record<F, number>,
 ): RecordLayout<F> {
-  return Object.freeze({ object, struct, size, fields: Object.freeze(fields) });
+  const objects = Object.freeze(typeof object === "string" ? [object] : [...object]);
+  return Object.freeze({ objects, struct, size, fields: Object.freeze(fields) });
 }
+
+/** char comm[TASK_COMM_LEN] of the records that carry a task name. */
+export const TASK_COMM_LEN = 16;
+/** char name[IFNAMSIZ] of the records that carry a network device name. */
+export const IFNAMSIZ = 16;
 
 /** A record shorter than its struct: from a ring this means a producer/decoder mismatch. */
 export class ShortRecordError extends RangeError {
@@ -37,8 +50,6 @@ export class ShortRecordError extends RangeError {
     this.name = "ShortRecordError";
   }
 }
-
-const decoder = new TextDecoder();
 
 /** Little-endian, bounds-checked reads of one record inside a ring's mapping. */
 export class RecordReader {
@@ -77,6 +88,9 @@ export class RecordReader {
   u8(off: number): number {
     return this.#view.getUint8(this.#at(off, 1));
   }
+  i8(off: number): number {
+    return this.#view.getInt8(this.#at(off, 1));
+  }
   u16(off: number): number {
     return this.#view.getUint16(this.#at(off, 2), true);
   }
@@ -110,22 +124,19 @@ export class RecordReader {
   cString(off: number, max: number): string {
     return cString(this.bytes(off, max));
   }
-}
 
-/** The text before the first NUL of a fixed-size C char array. */
-export function cString(bytes: Uint8Array): string {
-  const end = bytes.indexOf(0);
-  return decoder.decode(end < 0 ? bytes : bytes.subarray(0, end));
-}
-
-/**
- * Sums a per-CPU map value: `bytes` holds one `stride`-byte slot per possible
- * CPU (libbpf rounds values up to 8 bytes), each starting with a u64 at
- * `field`. The one place the agent adds per-CPU counters.
- */
-export function sumPerCpu(bytes: Uint8Array, stride = 8, field = 0): bigint {
-  const v = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  let sum = 0n;
-  for (let o = 0; o + field + 8 <= bytes.byteLength; o += stride) sum += v.getBigUint64(o + field, true);
-  return sum;
+  /**
+   * A kernel stack in a `depth`-slot u64 array at `off`: the addresses up to the
+   * first zero, within the `bytes` bpf_get_stack() returned (negative: an error, none).
+   */
+  stack(off: number, depth: number, bytes = depth * 8): bigint[] {
+    const n = Math.min(depth, Math.max(0, Math.floor(bytes / 8)));
+    const out: bigint[] = [];
+    for (let i = 0; i < n; i++) {
+      const a = this.u64(off + i * 8);
+      if (a === 0n) break;
+      out.push(a);
+    }
+    return out;
+  }
 }

@@ -6,22 +6,40 @@
 import { Btf, BTF_KIND } from "../../ffi/btf.ts";
 import { assert, assertEquals } from "../testing/assert.ts";
 import type { RecordLayout } from "./record.ts";
+import { CPU_STACK_RECORD } from "../events/kernel_stacks.ts";
+import { DROP_RECORD } from "../events/tracers/dropwatch.ts";
+import { RECLAIM_RECORD } from "../events/tracers/memory_reclaim_events.ts";
+import { NET_RX_RECORD } from "../events/tracers/net_rx_latency.ts";
+import { TXQUEUE_TIMEOUT_RECORD } from "../events/tracers/netdev_txqueue_timeout.ts";
 import { OOM_RECORD } from "../events/tracers/oom.ts";
+import { SOFTIRQ_RECORD } from "../events/tracers/softirq_tracing.ts";
+import { HUNGTASK_RECORD } from "../metrics/collectors/hungtask.ts";
+import { RAS_RECORD } from "../metrics/collectors/ras.ts";
+import { SOFTLOCKUP_RECORD } from "../metrics/collectors/softlockup.ts";
 
 const OUT = new URL("../../_output/bpf", import.meta.url).pathname;
 
 /** Every record a BPF program emits to a ring the agent reads. */
-export const RECORD_LAYOUTS: readonly RecordLayout[] = [OOM_RECORD];
+export const RECORD_LAYOUTS: readonly RecordLayout[] = [
+  CPU_STACK_RECORD,
+  DROP_RECORD,
+  HUNGTASK_RECORD,
+  NET_RX_RECORD,
+  OOM_RECORD,
+  RAS_RECORD,
+  RECLAIM_RECORD,
+  SOFTIRQ_RECORD,
+  SOFTLOCKUP_RECORD,
+  TXQUEUE_TIMEOUT_RECORD,
+];
 
-/** What differs between a layout and its object's BTF; empty when they agree. */
-export function layoutMismatches(layout: RecordLayout, objectDir = OUT): string[] {
-  const btf = Btf.parse(`${objectDir}/${layout.object}`);
+/** What differs between a layout and the BTF of one object that emits it; empty when they agree. */
+export function layoutMismatches(layout: RecordLayout, object: string, objectDir = OUT): string[] {
+  const btf = Btf.parse(`${objectDir}/${object}`);
   try {
     const id = btf.find(layout.struct, BTF_KIND.STRUCT);
     if (id === undefined) {
-      return [
-        `${layout.object} has no struct ${layout.struct} in its BTF (does its program use huatuo_reserve?)`,
-      ];
+      return [`${object} has no struct ${layout.struct} in its BTF (does its program use huatuo_reserve?)`];
     }
     const out: string[] = [];
     const size = btf.size(id);
@@ -42,17 +60,32 @@ export function layoutMismatches(layout: RecordLayout, objectDir = OUT): string[
 }
 
 for (const layout of RECORD_LAYOUTS) {
-  Deno.test(`record layout: struct ${layout.struct} (${layout.object}) matches its decoder`, () => {
-    assert(
-      (() => {
-        try {
-          return Deno.statSync(`${OUT}/${layout.object}`).isFile;
-        } catch {
-          return false;
-        }
-      })(),
-      `${OUT}/${layout.object} is missing: run ./build.sh bpf first`,
-    );
-    assertEquals(layoutMismatches(layout), []);
-  });
+  for (const object of layout.objects) {
+    Deno.test(`record layout: struct ${layout.struct} (${object}) matches its decoder`, () => {
+      assert(
+        (() => {
+          try {
+            return Deno.statSync(`${OUT}/${object}`).isFile;
+          } catch {
+            return false;
+          }
+        })(),
+        `${OUT}/${object} is missing: run ./build.sh bpf first`,
+      );
+      assertEquals(layoutMismatches(layout, object), []);
+    });
+  }
 }
+
+Deno.test("record layouts: one for every HUATUO_RECORD struct in bpf/", () => {
+  const declared = new Set<string>();
+  const dir = new URL("../../bpf", import.meta.url).pathname;
+  for (const e of Deno.readDirSync(dir)) {
+    if (!e.isFile || !/\.(c|h)$/.test(e.name)) continue;
+    const text = Deno.readTextFileSync(`${dir}/${e.name}`);
+    for (const m of text.matchAll(/^HUATUO_RECORD\(struct (\w+),/gm)) declared.add(m[1]);
+  }
+  const listed = RECORD_LAYOUTS.map((l) => l.struct);
+  assertEquals(listed.length, new Set(listed).size, "one layout per struct");
+  assertEquals([...declared].sort(), [...listed].sort());
+});

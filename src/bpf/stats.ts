@@ -1,6 +1,8 @@
 // Self-observability of our BPF programs, as ebpf_exporter does: run count and
 // run time per program (from bpf_prog_info; the kernel counts them only while
-// sysctl kernel.bpf_stats_enabled=1) and whether those stats are on.
+// sysctl kernel.bpf_stats_enabled=1) and whether those stats are on; and per
+// event buffer the records read, lost in the kernel, and rejected by their
+// handler.
 
 import { bpfStatsEnabled } from "../../ffi/libbpf.ts";
 import type { Collector } from "../metrics/collector.ts";
@@ -32,6 +34,12 @@ export function bpfProgramsCollector(runtime: BpfRuntime): Collector {
               "bpf_buffer_lost_total",
               "Events the kernel could not put in a BPF buffer (full).",
               r.lost,
+              labels,
+            ),
+            counter(
+              "bpf_buffer_errors_total",
+              "Events read from a BPF buffer that their handler rejected (e.g. a record shorter than its struct).",
+              r.errors,
               labels,
             ),
           );

@@ -1,6 +1,7 @@
 // Reading histogram maps whose values are `struct { __u64 zone[N]; }`.
 
 import type { BpfMap } from "../../ffi/libbpf.ts";
+import { perCpuStride, sumPerCpu } from "./record.ts";
 
 const KEY0 = new Uint8Array(4);
 
@@ -9,7 +10,7 @@ export function perCpuZones(map: BpfMap, zones: number, key: Uint8Array = KEY0):
   const buf = new Uint8Array(map.perCpuValueSize);
   if (!map.lookup(key as Uint8Array<ArrayBuffer>, buf)) return [];
   const dv = new DataView(buf.buffer);
-  const stride = Math.ceil(map.valueSize / 8) * 8;
+  const stride = perCpuStride(map.valueSize);
   const out: number[][] = [];
   for (let off = 0; off + stride <= buf.byteLength; off += stride) {
     const z: number[] = [];
@@ -19,11 +20,12 @@ export function perCpuZones(map: BpfMap, zones: number, key: Uint8Array = KEY0):
   return out;
 }
 
-/** One key of a PERCPU_ARRAY summed over CPUs. */
-export function sumPerCpu(map: BpfMap, fields: number, key: Uint8Array = KEY0): number[] {
-  const sum = new Array<number>(fields).fill(0);
-  for (const cpu of perCpuZones(map, fields, key)) cpu.forEach((v, i) => sum[i] += v);
-  return sum;
+/** One key of a PERCPU_ARRAY, each zone summed over CPUs. */
+export function sumPerCpuZones(map: BpfMap, zones: number, key: Uint8Array = KEY0): number[] {
+  const buf = new Uint8Array(map.perCpuValueSize);
+  const found = map.lookup(key as Uint8Array<ArrayBuffer>, buf);
+  const stride = perCpuStride(map.valueSize);
+  return Array.from({ length: zones }, (_, i) => found ? Number(sumPerCpu(buf, stride, i * 8)) : 0);
 }
 
 /** Every entry of a HASH/ARRAY map of u64 zones, keyed by `decodeKey`. */

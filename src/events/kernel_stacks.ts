@@ -23,19 +23,27 @@ import type { RecordHandler } from "../../ffi/events.ts";
 import { close, ENODEV, ErrnoError, perfEventOpen } from "../../ffi/libc.ts";
 import { type BpfLink, type BpfMap, type BpfProgram, numPossibleCpus } from "../../ffi/libbpf.ts";
 import { kernelSymbols } from "../bpf/ksyms.ts";
+import { recordLayout, RecordReader, TASK_COMM_LEN } from "../bpf/record.ts";
 import { type HostFs, MAX_PROC_FILE_BYTES } from "../host/fs.ts";
 import { readTextFileBounded } from "../host/read.ts";
 import { formatTracerTime, localOffsetMinutes } from "../storage/document.ts";
 
-const decoder = new TextDecoder();
-
 // ---------------------------------------------------------------------------
 // cpus_stack
 
-/** Frames in struct cpu_stack_event (bpf/hungtask.bpf.c, bpf/softlockup.bpf.c). */
+/** Frames in struct cpu_stack_event. */
 export const CPU_STACK_DEPTH = 48;
-/** sizeof(struct cpu_stack_event). */
-export const CPU_STACK_RECORD_SIZE = 40 + CPU_STACK_DEPTH * 8;
+
+/** struct cpu_stack_event in bpf/cpu_stack.h, emitted by the sampler of both objects. */
+export const CPU_STACK_RECORD = recordLayout(["hungtask.o", "softlockup.o"], "cpu_stack_event", 424, {
+  req: 0,
+  cpu: 8,
+  pid: 12,
+  tgid: 16,
+  len: 20,
+  comm: 24,
+  stack: 40,
+});
 
 export interface CpuStackRecord {
   /** The request this sample answers. */
@@ -51,34 +59,18 @@ export interface CpuStackRecord {
   error: number;
 }
 
-function cString(view: DataView, offset: number, len: number): string {
-  const bytes = new Uint8Array(view.buffer, view.byteOffset + offset, len);
-  const end = bytes.indexOf(0);
-  return decoder.decode(end < 0 ? bytes : bytes.subarray(0, end));
-}
-
-/** Decodes one struct cpu_stack_event. */
-export function cpuStackRecord(view: DataView, offset: number): CpuStackRecord {
-  if (view.byteLength - offset < CPU_STACK_RECORD_SIZE) {
-    throw new RangeError(
-      `cpu stack record too short: ${view.byteLength - offset} < ${CPU_STACK_RECORD_SIZE}`,
-    );
-  }
-  const len = view.getInt32(offset + 20, true);
-  const frames = len > 0 ? Math.min(Math.floor(len / 8), CPU_STACK_DEPTH) : 0;
-  const stack: bigint[] = [];
-  for (let i = 0; i < frames; i++) {
-    const a = view.getBigUint64(offset + 40 + i * 8, true);
-    if (a === 0n) break;
-    stack.push(a);
-  }
+/** Decodes one struct cpu_stack_event of `length` bytes at `offset` of `view`. */
+export function cpuStackRecord(view: DataView, offset: number, length: number): CpuStackRecord {
+  const r = RecordReader.of(CPU_STACK_RECORD, view, offset, length);
+  const f = CPU_STACK_RECORD.fields;
+  const len = r.i32(f.len);
   return {
-    req: view.getBigUint64(offset, true),
-    cpu: view.getUint32(offset + 8, true),
-    pid: view.getUint32(offset + 12, true),
-    tgid: view.getUint32(offset + 16, true),
-    comm: cString(view, offset + 24, 16),
-    stack,
+    req: r.u64(f.req),
+    cpu: r.u32(f.cpu),
+    pid: r.u32(f.pid),
+    tgid: r.u32(f.tgid),
+    comm: r.cString(f.comm, TASK_COMM_LEN),
+    stack: r.stack(f.stack, CPU_STACK_DEPTH, len),
     error: len < 0 ? len : 0,
   };
 }
@@ -180,8 +172,8 @@ export class CpuStackSampler {
     this.#formatStack = opts.formatStack ?? ((a) => kernelSymbols().formatStack(a));
   }
 
-  readonly onRecord: RecordHandler = (view, offset) => {
-    const r = cpuStackRecord(view, offset);
+  readonly onRecord: RecordHandler = (view, offset, length) => {
+    const r = cpuStackRecord(view, offset, length);
     const w = this.#waiting;
     if (!w || r.req !== w.req) return; // a late answer to a request already given up on
     this.#pending.push(r);

@@ -4,11 +4,12 @@
 import { silentLogger } from "../log/logger.ts";
 import { BpfRuntime, BpfTracer } from "../bpf/tracer.ts";
 import { kernelSymbols } from "../bpf/ksyms.ts";
+import { ShortRecordError } from "../bpf/record.ts";
 import { HostFs } from "../host/fs.ts";
 import { assert, assertEquals, assertMatch, assertThrows } from "../testing/assert.ts";
 import {
   blockedTasksStacks,
-  CPU_STACK_RECORD_SIZE,
+  CPU_STACK_RECORD,
   cpuStackRecord,
   CpuStackSampler,
   formatBlockedTask,
@@ -34,8 +35,8 @@ function putRecord(
 }
 
 Deno.test("cpuStackRecord decodes struct cpu_stack_event; formatCpuStacks writes the kernel's backtrace style", () => {
-  assertEquals(CPU_STACK_RECORD_SIZE, 424);
-  const buf = new ArrayBuffer(16 + CPU_STACK_RECORD_SIZE);
+  assertEquals(CPU_STACK_RECORD.size, 424);
+  const buf = new ArrayBuffer(16 + CPU_STACK_RECORD.size);
   const v = new DataView(buf);
   putRecord(v, 16, {
     req: 7n,
@@ -46,7 +47,7 @@ Deno.test("cpuStackRecord decodes struct cpu_stack_event; formatCpuStacks writes
     comm: "kworker/1:1H-kblockd",
     stack: [0xffffffff81000010n, 0xffffffff81000120n, 0xffffffff81000200n, 0xdeadn],
   });
-  const r = cpuStackRecord(v, 16);
+  const r = cpuStackRecord(v, 16, CPU_STACK_RECORD.size);
   assertEquals(r, {
     req: 7n,
     cpu: 1,
@@ -56,7 +57,9 @@ Deno.test("cpuStackRecord decodes struct cpu_stack_event; formatCpuStacks writes
     stack: [0xffffffff81000010n, 0xffffffff81000120n, 0xffffffff81000200n],
     error: 0,
   });
-  assertThrows(() => cpuStackRecord(v, 17), RangeError);
+  // The ring's length counts: a short record is rejected even inside a large buffer.
+  assertThrows(() => cpuStackRecord(v, 16, CPU_STACK_RECORD.size - 1), ShortRecordError);
+  assertThrows(() => cpuStackRecord(v, 17, CPU_STACK_RECORD.size), RangeError);
 
   const user = { ...r, cpu: 0, pid: 99, comm: "spin", stack: [] };
   const failed = { ...r, cpu: 2, stack: [], error: -14 };

@@ -3,6 +3,7 @@
 // ones (linux/netlink.h, linux/rtnetlink.h, linux/pkt_sched.h, linux/gen_stats.h,
 // linux/if_link.h) in host byte order, which is little endian on our targets.
 
+import { cString } from "../../ffi/cstring.ts";
 import type { NetDevCounters } from "./netdev.ts";
 
 // linux/netlink.h
@@ -170,11 +171,6 @@ export function parseAttributes(buf: Uint8Array, off = 0, what = "attribute"): M
     off += align4(len);
   }
   return out;
-}
-
-function cString(b: Uint8Array): string {
-  const nul = b.indexOf(0);
-  return new TextDecoder().decode(nul < 0 ? b : b.subarray(0, nul));
 }
 
 function need(b: Uint8Array | undefined, size: number, what: string): DataView | undefined {

@@ -12,23 +12,25 @@
 // skb_drop_reason, enum skb_drop_reason_subsys, the TCP_* state enum), or
 // from the tracepoint's print fmt in tracefs, never from a table here.
 
+import { Btf, BTF_KIND } from "../../../ffi/btf.ts";
 import type { RecordHandler } from "../../../ffi/events.ts";
 import { numPossibleCpus, type RodataValue } from "../../../ffi/libbpf.ts";
 import { type KernelSymbols, kernelSymbols } from "../../bpf/ksyms.ts";
+import { IFNAMSIZ, recordLayout, RecordReader, TASK_COMM_LEN } from "../../bpf/record.ts";
 import { type BpfRuntime, BpfTracer } from "../../bpf/tracer.ts";
+import { formatIPv4, formatIPv6 } from "../../host/inet.ts";
 import type { Logger } from "../../log/logger.ts";
 import type { EventSink } from "../sink.ts";
 
 // ---- struct drop_event (bpf/dropwatch.bpf.c) ------------------------------
 
-export const DROP_RECORD_SIZE = 408;
 export const STACK_DEPTH = 32;
 
-/** Byte offsets of struct drop_event. */
-export const OFF = {
+/** struct drop_event in bpf/dropwatch.bpf.c. */
+export const DROP_RECORD = recordLayout("dropwatch.o", "drop_event", 408, {
   ts: 0,
   location: 8,
-  netCookie: 16,
+  net_cookie: 16,
   reason: 24,
   pid: 28,
   comm: 32,
@@ -38,23 +40,23 @@ export const OFF = {
   dport: 82,
   l3proto: 84,
   l4proto: 86,
-  tcpFlags: 87,
+  tcp_flags: 87,
   seq: 88,
-  ackSeq: 92,
-  pktLen: 96,
+  ack_seq: 92,
+  pkt_len: 96,
   ifindex: 100,
-  netnsIno: 104,
-  queueMapping: 108,
-  skState: 110,
+  netns_ino: 104,
+  queue_mapping: 108,
+  sk_state: 110,
   flags: 111,
   ifname: 112,
-  maxAckBacklog: 128,
-  ackBacklog: 132,
-  synQlen: 136,
-  stackBytes: 140,
-  cgroupId: 144,
+  max_ack_backlog: 128,
+  ack_backlog: 132,
+  syn_qlen: 136,
+  stack_bytes: 140,
+  cgroup_id: 144,
   stack: 152,
-} as const;
+});
 
 /** drop_event.flags */
 export const F_L3 = 0x01;
@@ -78,10 +80,6 @@ export const NIL = "<nil>";
 
 // ---- names from the kernel -------------------------------------------------
 
-const BTF_MAGIC = 0xeb9f;
-const BTF_KIND_ENUM = 6;
-const BTF_KIND_ENUM64 = 19;
-
 export interface BtfEnumQuery {
   /** The enum's name (e.g. "skb_drop_reason"). */
   name?: string;
@@ -90,118 +88,23 @@ export interface BtfEnumQuery {
 }
 
 /**
- * Finds enums in raw BTF (the bytes of /sys/kernel/btf/vmlinux or a split-off
- * .btf file) and returns each one's members as value → name, in query order
- * (undefined when not found). Walks the type section once; throws on a
- * malformed file or an unknown BTF kind.
+ * Finds enums (ENUM or ENUM64) in parsed BTF and returns each one's members
+ * as value → name, in query order (undefined when not found).
  */
 export function findBtfEnums(
-  btf: Uint8Array,
+  btf: Btf,
   queries: readonly BtfEnumQuery[],
 ): (Map<number, string> | undefined)[] {
-  const dv = new DataView(btf.buffer, btf.byteOffset, btf.byteLength);
-  if (btf.byteLength < 24) throw new Error("BTF too short");
-  const magic = dv.getUint16(0, true);
-  const le = magic === BTF_MAGIC;
-  if (!le && dv.getUint16(0, false) !== BTF_MAGIC) throw new Error(`not BTF (magic 0x${magic.toString(16)})`);
-  const u32 = (o: number) => dv.getUint32(o, le);
-  const hdrLen = u32(4);
-  const typeStart = hdrLen + u32(8);
-  const typeEnd = typeStart + u32(12);
-  const strStart = hdrLen + u32(16);
-  const strEnd = strStart + u32(20);
-  if (typeEnd > btf.byteLength || strEnd > btf.byteLength) {
-    throw new Error("BTF sections past the end of the file");
-  }
-
-  const enc = new TextEncoder();
-  const dec = new TextDecoder();
-  const wantName = queries.map((q) => (q.name ? enc.encode(q.name) : undefined));
-  const wantMember = queries.map((q) => (q.member ? enc.encode(q.member) : undefined));
-  const nameIs = (off: number, want: Uint8Array): boolean => {
-    const p = strStart + off;
-    if (p + want.length >= strEnd) return false;
-    for (let i = 0; i < want.length; i++) if (btf[p + i] !== want[i]) return false;
-    return btf[p + want.length] === 0;
-  };
-  const str = (off: number): string => {
-    const p = strStart + off;
-    const end = btf.indexOf(0, p);
-    return dec.decode(btf.subarray(p, end < 0 || end > strEnd ? strEnd : end));
-  };
-
-  const out: (Map<number, string> | undefined)[] = queries.map(() => undefined);
-  let left = queries.length;
-  let pos = typeStart;
-  while (pos + 12 <= typeEnd && left > 0) {
-    const nameOff = u32(pos);
-    const info = u32(pos + 4);
-    const vlen = info & 0xffff;
-    const kind = (info >>> 24) & 0x1f;
-    const signed = (info >>> 31) === 1;
-    pos += 12;
-    let extra: number;
-    switch (kind) {
-      case 1: // INT
-      case 14: // VAR
-      case 17: // DECL_TAG
-        extra = 4;
-        break;
-      case 3: // ARRAY
-        extra = 12;
-        break;
-      case 4: // STRUCT
-      case 5: // UNION
-      case 15: // DATASEC
-      case BTF_KIND_ENUM64:
-        extra = vlen * 12;
-        break;
-      case BTF_KIND_ENUM:
-      case 13: // FUNC_PROTO
-        extra = vlen * 8;
-        break;
-      case 2: // PTR
-      case 7: // FWD
-      case 8: // TYPEDEF
-      case 9: // VOLATILE
-      case 10: // CONST
-      case 11: // RESTRICT
-      case 12: // FUNC
-      case 16: // FLOAT
-      case 18: // TYPE_TAG
-        extra = 0;
-        break;
-      default:
-        throw new Error(`unknown BTF kind ${kind} at byte ${pos - 12}`);
+  const kinds = [BTF_KIND.ENUM, BTF_KIND.ENUM64];
+  return queries.map(({ name, member }) => {
+    let id = name === undefined
+      ? undefined
+      : btf.find(name, BTF_KIND.ENUM) ?? btf.find(name, BTF_KIND.ENUM64);
+    if (id === undefined && member !== undefined) {
+      id = btf.findWhere(kinds, (t) => [...btf.enumMembers(t.id).values()].includes(member))?.id;
     }
-    if (kind === BTF_KIND_ENUM || kind === BTF_KIND_ENUM64) {
-      const stride = kind === BTF_KIND_ENUM ? 8 : 12;
-      for (let q = 0; q < queries.length; q++) {
-        if (out[q]) continue;
-        let hit = wantName[q] !== undefined && nameIs(nameOff, wantName[q]!);
-        if (!hit && wantMember[q]) {
-          for (let i = 0; i < vlen && !hit; i++) hit = nameIs(u32(pos + i * stride), wantMember[q]!);
-        }
-        if (!hit) continue;
-        const m = new Map<number, string>();
-        for (let i = 0; i < vlen; i++) {
-          const e = pos + i * stride;
-          let v: number;
-          if (kind === BTF_KIND_ENUM) {
-            v = signed ? dv.getInt32(e + 4, le) : u32(e + 4);
-          } else {
-            const big = (BigInt(u32(e + 8)) << 32n) | BigInt(u32(e + 4));
-            v = Number(signed ? BigInt.asIntN(64, big) : big);
-          }
-          m.set(v, str(u32(e)));
-        }
-        out[q] = m;
-        left--;
-      }
-    }
-    pos += extra;
-  }
-  return out;
+    return id === undefined ? undefined : btf.enumMembers(id);
+  });
 }
 
 /**
@@ -278,11 +181,18 @@ export class DropNames {
     let source = "";
     for (const p of btfPaths) {
       try {
-        const [r, s, t] = findBtfEnums(Deno.readFileSync(p), [
-          { name: "skb_drop_reason" },
-          { name: "skb_drop_reason_subsys" },
-          { member: "TCP_ESTABLISHED" },
-        ]);
+        const btf = Btf.parse(p);
+        let found;
+        try {
+          found = findBtfEnums(btf, [
+            { name: "skb_drop_reason" },
+            { name: "skb_drop_reason_subsys" },
+            { member: "TCP_ESTABLISHED" },
+          ]);
+        } finally {
+          btf.close();
+        }
+        const [r, s, t] = found;
         states = stripPrefix(t, "TCP_");
         if (r) {
           reasons = stripPrefix(r, "SKB_DROP_REASON_");
@@ -392,62 +302,6 @@ export function protocolName(l4proto: number): string {
   return L4_NAMES[l4proto] ?? String(l4proto);
 }
 
-/** NUL-terminated string of at most `max` bytes (comm, ifname: ASCII in practice). */
-function cString(view: DataView, off: number, max: number): string {
-  let s = "";
-  for (let i = 0; i < max; i++) {
-    const c = view.getUint8(off + i);
-    if (c === 0) break;
-    if (c >= 0x80) {
-      let end = i;
-      while (end < max && view.getUint8(off + end) !== 0) end++;
-      return s + new TextDecoder().decode(new Uint8Array(view.buffer, view.byteOffset + off + i, end - i));
-    }
-    s += String.fromCharCode(c);
-  }
-  return s;
-}
-
-function ipv4(view: DataView, off: number): string {
-  return `${view.getUint8(off)}.${view.getUint8(off + 1)}.${view.getUint8(off + 2)}.${
-    view.getUint8(off + 3)
-  }`;
-}
-
-/** RFC 5952 text of the IPv6 address at `off` (longest run of two or more zero groups as "::"). */
-export function ipv6(view: DataView, off: number): string {
-  let bestAt = -1;
-  let bestLen = 1;
-  for (let i = 0; i < 8;) {
-    if (view.getUint16(off + i * 2) !== 0) {
-      i++;
-      continue;
-    }
-    let j = i;
-    while (j < 8 && view.getUint16(off + j * 2) === 0) j++;
-    if (j - i > bestLen) {
-      bestAt = i;
-      bestLen = j - i;
-    }
-    i = j;
-  }
-  // ::ffff:a.b.c.d (IPv4-mapped)
-  if (bestAt === 0 && bestLen === 5 && view.getUint16(off + 10) === 0xffff) {
-    return `::ffff:${ipv4(view, off + 12)}`;
-  }
-  let s = "";
-  for (let i = 0; i < 8; i++) {
-    if (i === bestAt) {
-      s += "::";
-      i += bestLen - 1;
-      continue;
-    }
-    if (s !== "" && !s.endsWith(":")) s += ":";
-    s += view.getUint16(off + i * 2).toString(16);
-  }
-  return s;
-}
-
 /** netdev_linkstatus: ["linkStatusUp"] for an up device with carrier, else what is down; [] without a device. */
 export function linkStatus(flags: number): string[] {
   if (!(flags & F_DEV)) return [];
@@ -462,41 +316,33 @@ export function linkStatus(flags: number): string[] {
 const TRACING_FRAME = /^(bpf_|__bpf_|___bpf_|perf_|trace_|__traceiter_|__probestub_)/;
 
 /**
- * The kernel stack as "symbol+0xoff/0xsize" lines, innermost first, starting
- * at the function that freed the skb (kfree_skb_reason, sk_skb_reason_drop...):
- * the frames above it (the BPF program and the tracepoint glue) are dropped.
- * That function is the frame just above `location` (the return address into
- * the dropping function); without it in the stack, leading frames outside
- * kallsyms' text or of the tracing machinery are skipped.
+ * The kernel stack (`addrs`, innermost first) as "symbol+0xoff/0xsize" lines,
+ * starting at the function that freed the skb (kfree_skb_reason,
+ * sk_skb_reason_drop...): the frames above it (the BPF program and the
+ * tracepoint glue) are dropped. That function is the frame just above
+ * `location` (the return address into the dropping function); without it in
+ * the stack, leading frames outside kallsyms' text or of the tracing
+ * machinery are skipped.
  */
 export function formatDropStack(
-  view: DataView,
-  off: number,
-  bytes: number,
+  addrs: readonly bigint[],
   location: bigint,
   ksyms: KernelSymbols,
   frames?: FrameCache,
 ): string {
-  let n = Math.min(STACK_DEPTH, Math.max(0, Math.floor(bytes / 8)));
-  let first = -1;
-  for (let i = 0; i < n; i++) {
-    const a = view.getBigUint64(off + i * 8, true);
-    if (a === 0n) {
-      n = i;
-      break;
-    }
-    if (first < 0 && a === location) first = Math.max(0, i - 1);
-  }
-  if (first < 0) {
+  const n = addrs.length;
+  let first = addrs.indexOf(location) - 1;
+  if (first < -1) {
     first = 0;
     for (; first < n - 1; first++) {
-      const sym = ksyms.resolve(view.getBigUint64(off + first * 8, true));
+      const sym = ksyms.resolve(addrs[first]);
       if (sym && sym.size !== 0n && !TRACING_FRAME.test(sym.name)) break;
     }
   }
+  first = Math.max(0, first);
   let lines = "";
   for (let i = first; i < n; i++) {
-    const a = view.getBigUint64(off + i * 8, true);
+    const a = addrs[i];
     const frame = frames ? frames.get(a) : ksyms.formatFrame(a);
     lines = lines === "" ? frame : `${lines}\n${frame}`;
   }
@@ -539,69 +385,66 @@ export interface DecodeContext {
  * netdev_ifindex, net_cookie) plus reason, protocol and location.
  * Values the drop did not carry are "<nil>" (strings) or 0.
  */
-export function dropTracerData(view: DataView, offset: number, ctx: DecodeContext): Record<string, unknown> {
-  if (view.byteLength - offset < DROP_RECORD_SIZE) {
-    throw new RangeError(
-      `dropwatch record too short: ${view.byteLength - offset} < ${DROP_RECORD_SIZE} bytes`,
-    );
-  }
-  const u8 = (o: number) => view.getUint8(offset + o);
-  const u16 = (o: number) => view.getUint16(offset + o, true);
-  const u32 = (o: number) => view.getUint32(offset + o, true);
-  const flags = u8(OFF.flags);
-  const l3 = u16(OFF.l3proto);
-  const l4 = u8(OFF.l4proto);
+export function dropTracerData(
+  view: DataView,
+  offset: number,
+  length: number,
+  ctx: DecodeContext,
+): Record<string, unknown> {
+  const r = RecordReader.of(DROP_RECORD, view, offset, length);
+  const f = DROP_RECORD.fields;
+  const flags = r.u8(f.flags);
+  const l3 = r.u16(f.l3proto);
+  const l4 = r.u8(f.l4proto);
   const tcp = l4 === 6 && (flags & F_L4) !== 0;
   const haveTuple = (flags & (F_L3 | F_SK_TUPLE)) !== 0;
   const addr = (o: number) =>
-    !haveTuple ? NIL : l3 === ETH_P_IPV6 ? ipv6(view, offset + o) : ipv4(view, offset + o);
-  const reason = ctx.names.reason(u32(OFF.reason));
+    !haveTuple ? NIL : l3 === ETH_P_IPV6 ? formatIPv6(r.bytes(o, 16)) : formatIPv4(r.bytes(o, 4));
+  const reason = ctx.names.reason(r.u32(f.reason));
   const hasSk = (flags & F_SK) !== 0;
-  const skState = hasSk ? u8(OFF.skState) : 0;
-  const maxAckBacklog = u32(OFF.maxAckBacklog);
-  const cookie = view.getBigUint64(offset + OFF.netCookie, true);
-  const location = view.getBigUint64(offset + OFF.location, true);
+  const skState = hasSk ? r.u8(f.sk_state) : 0;
+  const maxAckBacklog = r.u32(f.max_ack_backlog);
+  const cookie = r.u64(f.net_cookie);
+  const location = r.u64(f.location);
   return {
     type: dropType(
       l4,
-      u8(OFF.tcpFlags),
+      r.u8(f.tcp_flags),
       reason,
       skState,
-      u32(OFF.ackBacklog),
+      r.u32(f.ack_backlog),
       maxAckBacklog,
-      u32(OFF.synQlen),
+      r.u32(f.syn_qlen),
     ),
     reason,
     protocol: haveTuple && l4 !== 0 ? protocolName(l4) : NIL,
-    comm: cString(view, offset + OFF.comm, 16),
-    pid: u32(OFF.pid),
-    saddr: addr(OFF.saddr),
-    daddr: addr(OFF.daddr),
-    sport: u16(OFF.sport),
-    dport: u16(OFF.dport),
+    comm: r.cString(f.comm, TASK_COMM_LEN),
+    pid: r.u32(f.pid),
+    saddr: addr(f.saddr),
+    daddr: addr(f.daddr),
+    sport: r.u16(f.sport),
+    dport: r.u16(f.dport),
     // Reverse DNS would block the event path; not done.
     src_hostname: NIL,
     dest_hostname: NIL,
     max_ack_backlog: maxAckBacklog,
-    seq: tcp ? u32(OFF.seq) : 0,
-    ack_seq: tcp ? u32(OFF.ackSeq) : 0,
-    pkt_len: u32(OFF.pktLen),
+    seq: tcp ? r.u32(f.seq) : 0,
+    ack_seq: tcp ? r.u32(f.ack_seq) : 0,
+    pkt_len: r.u32(f.pkt_len),
     sk_state: hasSk ? ctx.names.tcpState(skState) : NIL,
     location: ctx.frames ? ctx.frames.get(location) : ctx.ksyms.formatFrame(location),
     stack: formatDropStack(
-      view,
-      offset + OFF.stack,
-      view.getInt32(offset + OFF.stackBytes, true),
+      r.stack(f.stack, STACK_DEPTH, r.i32(f.stack_bytes)),
       location,
       ctx.ksyms,
       ctx.frames,
     ),
-    netdev_queue_mapping: u16(OFF.queueMapping),
+    netdev_queue_mapping: r.u16(f.queue_mapping),
     netdev_linkstatus: linkStatus(flags),
-    netdev_name: flags & F_DEV ? cString(view, offset + OFF.ifname, 16) : NIL,
-    netdev_ifindex: u32(OFF.ifindex),
+    netdev_name: flags & F_DEV ? r.cString(f.ifname, IFNAMSIZ) : NIL,
+    netdev_ifindex: r.u32(f.ifindex),
     // Kernels before 5.14 have no netns cookie: the netns inode identifies the namespace there.
-    net_cookie: cookie !== 0n ? Number(cookie) : u32(OFF.netnsIno),
+    net_cookie: cookie !== 0n ? Number(cookie) : r.u32(f.netns_ino),
   };
 }
 
@@ -611,11 +454,13 @@ export function dropTracerData(view: DataView, offset: number, ctx: DecodeContex
  * socket, and the inode of the network namespace the packet was in (its
  * device's, else its socket's). 0 when the drop did not carry one.
  */
-export function dropContainerKeys(view: DataView, offset: number): { cgroupId: bigint; netnsInode: number } {
-  return {
-    cgroupId: view.getBigUint64(offset + OFF.cgroupId, true),
-    netnsInode: view.getUint32(offset + OFF.netnsIno, true),
-  };
+export function dropContainerKeys(
+  view: DataView,
+  offset: number,
+  length: number,
+): { cgroupId: bigint; netnsInode: number } {
+  const r = RecordReader.of(DROP_RECORD, view, offset, length);
+  return { cgroupId: r.u64(DROP_RECORD.fields.cgroup_id), netnsInode: r.u32(DROP_RECORD.fields.netns_ino) };
 }
 
 // ---- filters -----------------------------------------------------------------
@@ -670,7 +515,7 @@ const MAX_RING = 4 << 20;
  */
 export function dropwatchRingBytes(eventsPerSec: number, burst: number, cpus: number): number {
   if (eventsPerSec <= 0) return MAX_RING;
-  const need = cpus * (burst + 2 * eventsPerSec) * DROP_RECORD_SIZE;
+  const need = cpus * (burst + 2 * eventsPerSec) * DROP_RECORD.size;
   let size = MIN_RING;
   while (size < need && size < MAX_RING) size *= 2;
   return size;
@@ -728,10 +573,10 @@ export class DropwatchTracer extends BpfTracer {
       };
       return rodata;
     };
-    const onRecord: RecordHandler = (view, offset) => {
-      const data = dropTracerData(view, offset, this.#decodeContext());
+    const onRecord: RecordHandler = (view, offset, length) => {
+      const data = dropTracerData(view, offset, length, this.#decodeContext());
       if (excludedLocation(data.location as string, ctx.excludeNeighInvalidate)) return;
-      const { cgroupId, netnsInode } = dropContainerKeys(view, offset);
+      const { cgroupId, netnsInode } = dropContainerKeys(view, offset, length);
       ctx.events?.({
         tracerName: "dropwatch",
         data,

@@ -5,6 +5,7 @@
 // record per window that crosses the threshold; each becomes one event.
 
 import type { RecordHandler } from "../../../ffi/events.ts";
+import { recordLayout, RecordReader, TASK_COMM_LEN } from "../../bpf/record.ts";
 import { type BpfRuntime, BpfTracer } from "../../bpf/tracer.ts";
 import type { Logger } from "../../log/logger.ts";
 import type { EventSink } from "../sink.ts";
@@ -14,8 +15,21 @@ export const TRACER_NAME = "memory_reclaim_events";
 /** The seed's window: reclaim time is summed per process over one second. */
 export const WINDOW_NS = 1_000_000_000;
 
-/** Size of struct reclaim_event in bpf/memory_reclaim_events.bpf.c. */
-export const RECLAIM_RECORD_SIZE = 64;
+/** struct reclaim_event in bpf/memory_reclaim_events.bpf.c. */
+export const RECLAIM_RECORD = recordLayout("memory_reclaim_events.o", "reclaim_event", 64, {
+  pid: 0,
+  tid: 4,
+  comm: 8,
+  deltatime: 24,
+  memcg_id: 32,
+  now: 40,
+  window_start: 48,
+  count: 56,
+  kind: 60,
+});
+
+/** reclaim_event.kind: the reclaim that crossed the threshold. */
+const KIND_DIRECT = 1;
 
 export interface ReclaimRecord {
   /** Process (tgid). */
@@ -35,28 +49,20 @@ export interface ReclaimRecord {
   kind: "direct" | "memcg";
 }
 
-const decoder = new TextDecoder();
-
-/** Decodes one struct reclaim_event at @offset of @view. */
-export function reclaimRecord(view: DataView, offset: number): ReclaimRecord {
-  if (view.byteLength - offset < RECLAIM_RECORD_SIZE) {
-    throw new RangeError(
-      `memory_reclaim_events record too short: ${view.byteLength - offset} < ${RECLAIM_RECORD_SIZE}`,
-    );
-  }
-  const comm = new Uint8Array(view.buffer, view.byteOffset + offset + 8, 16);
-  const nul = comm.indexOf(0);
-  const u64 = (o: number) => view.getBigUint64(offset + o, true);
+/** Decodes one struct reclaim_event of `length` bytes at `offset` of `view`. */
+export function reclaimRecord(view: DataView, offset: number, length: number): ReclaimRecord {
+  const r = RecordReader.of(RECLAIM_RECORD, view, offset, length);
+  const f = RECLAIM_RECORD.fields;
   return {
-    pid: view.getUint32(offset, true),
-    tid: view.getUint32(offset + 4, true),
-    comm: decoder.decode(nul < 0 ? comm : comm.subarray(0, nul)),
-    deltatime: u64(24),
-    memcgId: u64(32),
-    now: u64(40),
-    windowStart: u64(48),
-    count: view.getUint32(offset + 56, true),
-    kind: view.getUint32(offset + 60, true) === 1 ? "direct" : "memcg",
+    pid: r.u32(f.pid),
+    tid: r.u32(f.tid),
+    comm: r.cString(f.comm, TASK_COMM_LEN),
+    deltatime: r.u64(f.deltatime),
+    memcgId: r.u64(f.memcg_id),
+    now: r.u64(f.now),
+    windowStart: r.u64(f.window_start),
+    count: r.u32(f.count),
+    kind: r.u32(f.kind) === KIND_DIRECT ? "direct" : "memcg",
   };
 }
 
@@ -75,8 +81,8 @@ export function reclaimTracerData(r: ReclaimRecord): Record<string, unknown> {
 }
 
 function onRecord(log: Logger, events?: EventSink): RecordHandler {
-  return (view, offset) => {
-    const r = reclaimRecord(view, offset);
+  return (view, offset, length) => {
+    const r = reclaimRecord(view, offset, length);
     log.warn("container process stalled in direct reclaim", {
       pid: r.pid,
       comm: r.comm,

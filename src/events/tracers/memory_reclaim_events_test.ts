@@ -7,11 +7,12 @@ import { assert, assertEquals, assertThrows } from "../../testing/assert.ts";
 import type { EventInput } from "../sink.ts";
 import {
   memoryReclaimEventsTracer,
-  RECLAIM_RECORD_SIZE,
+  RECLAIM_RECORD,
   reclaimRecord,
   reclaimTracerData,
 } from "./memory_reclaim_events.ts";
 import { exists } from "../../testing/fs.ts";
+import { ShortRecordError } from "../../bpf/record.ts";
 
 const OUT = new URL("../../../_output/bpf", import.meta.url).pathname;
 const MEMCG = "/sys/fs/cgroup/memory";
@@ -28,7 +29,7 @@ const skip = Deno.uid() !== 0
 if (skip) console.warn(`memory_reclaim_events_test: real-kernel test skipped (${skip})`);
 
 Deno.test("reclaimRecord decodes struct reclaim_event and reclaimTracerData uses the seed's names", () => {
-  const buf = new ArrayBuffer(16 + RECLAIM_RECORD_SIZE);
+  const buf = new ArrayBuffer(16 + RECLAIM_RECORD.size);
   const v = new DataView(buf);
   const o = 16;
   v.setUint32(o, 1896137, true);
@@ -40,7 +41,7 @@ Deno.test("reclaimRecord decodes struct reclaim_event and reclaimTracerData uses
   v.setBigUint64(o + 48, 4_100_000_000n, true);
   v.setUint32(o + 56, 12, true);
   v.setUint32(o + 60, 2, true);
-  const r = reclaimRecord(v, o);
+  const r = reclaimRecord(v, o, RECLAIM_RECORD.size);
   assertEquals(r, {
     pid: 1896137,
     tid: 1896140,
@@ -54,11 +55,13 @@ Deno.test("reclaimRecord decodes struct reclaim_event and reclaimTracerData uses
   });
   assertEquals(reclaimTracerData(r), { pid: 1896137, comm: "java", deltatime: 1412702917, memcg_id: 17756 });
   v.setUint32(o + 60, 1, true);
-  assertEquals(reclaimRecord(v, o).kind, "direct");
+  assertEquals(reclaimRecord(v, o, RECLAIM_RECORD.size).kind, "direct");
   // A full 16-byte comm (no NUL) is kept whole.
   new Uint8Array(buf).set(new TextEncoder().encode("abcdefghijklmnop"), o + 8);
-  assertEquals(reclaimRecord(v, o).comm, "abcdefghijklmnop");
-  assertThrows(() => reclaimRecord(v, o + 1), RangeError);
+  assertEquals(reclaimRecord(v, o, RECLAIM_RECORD.size).comm, "abcdefghijklmnop");
+  // The ring's length counts: a short record is rejected even inside a large buffer.
+  assertThrows(() => reclaimRecord(v, o, RECLAIM_RECORD.size - 1), ShortRecordError);
+  assertThrows(() => reclaimRecord(v, o + 1, RECLAIM_RECORD.size), RangeError);
 });
 
 async function removeCgroup(dir: string): Promise<void> {

@@ -16,19 +16,36 @@ import {
   close as closeFd,
   holdRxTimestamps,
 } from "../../../ffi/libc.ts";
+import { recordLayout, RecordReader, TASK_COMM_LEN } from "../../bpf/record.ts";
 import { type BpfRuntime, BpfTracer } from "../../bpf/tracer.ts";
 import type { Config } from "../../config/schema.ts";
+import { formatIPv4, formatIPv6 } from "../../host/inet.ts";
 import type { Logger } from "../../log/logger.ts";
 import type { ContainerInfo } from "../../storage/document.ts";
 import type { Tracer, TracerContext } from "../../tracing/manager.ts";
 import type { EventSink } from "../sink.ts";
 
-const decoder = new TextDecoder();
-
 export const NET_RX_LATENCY = "net_rx_latency";
 
-/** Size of struct net_rx_event in bpf/net_rx_latency.bpf.c. */
-export const NET_RX_RECORD_SIZE = 104;
+/** struct net_rx_event in bpf/net_rx_latency.bpf.c. */
+export const NET_RX_RECORD = recordLayout("net_rx_latency.o", "net_rx_event", 104, {
+  latency_ns: 0,
+  tstamp_ns: 8,
+  suppressed: 16,
+  pid: 24,
+  netns_ino: 28,
+  saddr: 32,
+  daddr: 48,
+  seq: 64,
+  ack_seq: 68,
+  pkt_len: 72,
+  sport: 76,
+  dport: 78,
+  family: 80,
+  where: 82,
+  state: 83,
+  comm: 84,
+});
 
 /** The seed's `where` values, indexed by the record's where byte. */
 export const NET_RX_WHERE = ["TO_NETIF_RCV", "TO_TCPV4_RCV", "TO_USER_COPY"] as const;
@@ -84,70 +101,36 @@ export interface NetRxRecord {
 const AF_INET = 2;
 const AF_INET6 = 10;
 
-/** IPv6 text form (RFC 5952: lower case, longest run of >= 2 zero groups as "::"). */
-export function formatIPv6(b: Uint8Array): string {
-  const g: number[] = [];
-  for (let i = 0; i < 16; i += 2) g.push(b[i] << 8 | b[i + 1]);
-  let best = -1, bestLen = 1;
-  for (let i = 0; i < 8;) {
-    if (g[i] !== 0) {
-      i++;
-      continue;
-    }
-    let j = i;
-    while (j < 8 && g[j] === 0) j++;
-    if (j - i > bestLen) [best, bestLen] = [i, j - i];
-    i = j;
-  }
-  // IPv4-mapped addresses keep the dotted tail, as inet_ntop prints them.
-  if (best === 0 && bestLen === 5 && g[5] === 0xffff) return `::ffff:${b[12]}.${b[13]}.${b[14]}.${b[15]}`;
-  const hex = (xs: number[]) => xs.map((x) => x.toString(16)).join(":");
-  if (best < 0) return hex(g);
-  return `${hex(g.slice(0, best))}::${hex(g.slice(best + bestLen))}`;
-}
-
-function address(view: DataView, offset: number, family: number): string {
-  const b = new Uint8Array(view.buffer, view.byteOffset + offset, 16);
-  if (family === AF_INET) return `${b[0]}.${b[1]}.${b[2]}.${b[3]}`;
-  if (family === AF_INET6) return formatIPv6(b);
-  return "";
-}
-
-function cString(view: DataView, offset: number, len: number): string {
-  const bytes = new Uint8Array(view.buffer, view.byteOffset + offset, len);
-  const end = bytes.indexOf(0);
-  return decoder.decode(end < 0 ? bytes : bytes.subarray(0, end));
-}
-
-/** Decodes one struct net_rx_event at @offset of @view. */
-export function netRxRecord(view: DataView, offset: number): NetRxRecord {
-  if (view.byteLength - offset < NET_RX_RECORD_SIZE) {
-    throw new RangeError(
-      `net_rx_latency record too short: ${view.byteLength - offset} < ${NET_RX_RECORD_SIZE} bytes`,
-    );
-  }
-  const family = view.getUint16(offset + 80, true);
-  const where = NET_RX_WHERE[view.getUint8(offset + 82)];
-  if (where === undefined) {
-    throw new RangeError(`net_rx_latency record: unknown where ${view.getUint8(offset + 82)}`);
-  }
+/** Decodes one struct net_rx_event of `length` bytes at `offset` of `view`. */
+export function netRxRecord(view: DataView, offset: number, length: number): NetRxRecord {
+  const r = RecordReader.of(NET_RX_RECORD, view, offset, length);
+  const f = NET_RX_RECORD.fields;
+  const family = r.u16(f.family);
+  const where = NET_RX_WHERE[r.u8(f.where)];
+  if (where === undefined) throw new RangeError(`net_rx_latency record: unknown where ${r.u8(f.where)}`);
+  const address = (off: number) =>
+    family === AF_INET
+      ? formatIPv4(r.bytes(off, 4))
+      : family === AF_INET6
+      ? formatIPv6(r.bytes(off, 16))
+      : "";
   return {
-    latencyNs: view.getBigUint64(offset, true),
-    tstampNs: view.getBigUint64(offset + 8, true),
-    suppressed: view.getBigUint64(offset + 16, true),
-    pid: view.getUint32(offset + 24, true),
-    netnsInode: view.getUint32(offset + 28, true),
-    saddr: address(view, offset + 32, family),
-    daddr: address(view, offset + 48, family),
-    seq: view.getUint32(offset + 64, true),
-    ackSeq: view.getUint32(offset + 68, true),
-    pktLen: view.getUint32(offset + 72, true),
-    sport: view.getUint16(offset + 76, true),
-    dport: view.getUint16(offset + 78, true),
+    latencyNs: r.u64(f.latency_ns),
+    tstampNs: r.u64(f.tstamp_ns),
+    suppressed: r.u64(f.suppressed),
+    pid: r.u32(f.pid),
+    netnsInode: r.u32(f.netns_ino),
+    saddr: address(f.saddr),
+    daddr: address(f.daddr),
+    seq: r.u32(f.seq),
+    ackSeq: r.u32(f.ack_seq),
+    pktLen: r.u32(f.pkt_len),
+    sport: r.u16(f.sport),
+    dport: r.u16(f.dport),
     family,
     where,
-    state: tcpStateName(view.getUint8(offset + 83)),
-    comm: cString(view, offset + 84, 16),
+    state: tcpStateName(r.u8(f.state)),
+    comm: r.cString(f.comm, TASK_COMM_LEN),
   };
 }
 
@@ -405,8 +388,8 @@ export class NetRxLatencyTracer implements Tracer {
   }
 
   #onRecord(): RecordHandler {
-    return (view, offset) => {
-      const r = netRxRecord(view, offset);
+    return (view, offset, length) => {
+      const r = netRxRecord(view, offset, length);
       // Records from different CPUs may arrive slightly out of order: count forward only.
       const suppressed = r.suppressed > this.#lastSuppressed
         ? Number(r.suppressed - this.#lastSuppressed)

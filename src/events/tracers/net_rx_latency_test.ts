@@ -12,11 +12,10 @@ import { assert, assertEquals, assertThrows } from "../../testing/assert.ts";
 import type { EventInput } from "../sink.ts";
 import {
   compileIssues,
-  formatIPv6,
   issueContext,
   matchIssue,
   NET_RX_IMPLEMENTATIONS,
-  NET_RX_RECORD_SIZE,
+  NET_RX_RECORD,
   type NetnsContainerResolver,
   type NetRxLatencyOptions,
   netRxLatencyOptions,
@@ -26,6 +25,8 @@ import {
   realtimeOffsetNs,
 } from "./net_rx_latency.ts";
 import { exists } from "../../testing/fs.ts";
+import { ShortRecordError } from "../../bpf/record.ts";
+import { formatIPv6 } from "../../host/inet.ts";
 
 const OUT = new URL("../../../_output/bpf", import.meta.url).pathname;
 
@@ -57,7 +58,7 @@ function putRecord(
 }
 
 Deno.test("netRxRecord decodes struct net_rx_event (IPv4) into the seed's tracer_data", () => {
-  const buf = new ArrayBuffer(8 + NET_RX_RECORD_SIZE);
+  const buf = new ArrayBuffer(8 + NET_RX_RECORD.size);
   const v = new DataView(buf);
   putRecord(v, 8, {
     family: 2,
@@ -67,7 +68,7 @@ Deno.test("netRxRecord decodes struct net_rx_event (IPv4) into the seed's tracer
     state: 1,
     comm: "nginx",
   });
-  const r = netRxRecord(v, 8);
+  const r = netRxRecord(v, 8, NET_RX_RECORD.size);
   assertEquals(r, {
     latencyNs: 301_500_000n,
     tstampNs: 1_750_000_000_000_000_000n,
@@ -105,15 +106,17 @@ Deno.test("netRxRecord decodes struct net_rx_event (IPv4) into the seed's tracer
   assertEquals(marked.known_issue, "slow_nginx");
   assertEquals(marked.suppressed, 3);
   assertEquals("suppressed" in netRxTracerData(r, { suppressed: 0 }), false);
-  assertThrows(() => netRxRecord(v, 9), RangeError);
+  // The ring's length counts: a short record is rejected even inside a large buffer.
+  assertThrows(() => netRxRecord(v, 8, NET_RX_RECORD.size - 1), ShortRecordError);
+  assertThrows(() => netRxRecord(v, 9, NET_RX_RECORD.size), RangeError);
 });
 
 Deno.test("netRxRecord: IPv6 addresses, netif stage without a socket, unknown where/state", () => {
-  const v = new DataView(new ArrayBuffer(NET_RX_RECORD_SIZE));
+  const v = new DataView(new ArrayBuffer(NET_RX_RECORD.size));
   const a = [0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1];
   const b = [0xfe, 0x80, 0, 0, 0, 0, 0, 0, 0x02, 0x11, 0x22, 0xff, 0xfe, 0x33, 0x44, 0x55];
   putRecord(v, 0, { family: 10, saddr: a, daddr: b, where: 0, state: 0, comm: "swapper/1" });
-  const r = netRxRecord(v, 0);
+  const r = netRxRecord(v, 0, NET_RX_RECORD.size);
   assertEquals([r.saddr, r.daddr, r.where, r.state, r.comm], [
     "2001:db8::1",
     "fe80::211:22ff:fe33:4455",
@@ -122,11 +125,11 @@ Deno.test("netRxRecord: IPv6 addresses, netif stage without a socket, unknown wh
     "swapper/1",
   ]);
   v.setUint8(83, 99);
-  assertEquals(netRxRecord(v, 0).state, "STATE_99");
+  assertEquals(netRxRecord(v, 0, NET_RX_RECORD.size).state, "STATE_99");
   v.setUint8(82, 1);
-  assertEquals(netRxRecord(v, 0).where, "TO_TCPV4_RCV");
+  assertEquals(netRxRecord(v, 0, NET_RX_RECORD.size).where, "TO_TCPV4_RCV");
   v.setUint8(82, 3);
-  assertThrows(() => netRxRecord(v, 0), RangeError);
+  assertThrows(() => netRxRecord(v, 0, NET_RX_RECORD.size), RangeError);
 });
 
 Deno.test("formatIPv6 follows RFC 5952", () => {
@@ -141,7 +144,7 @@ Deno.test("formatIPv6 follows RFC 5952", () => {
 });
 
 Deno.test("IssuesList: the documented context line, first matching rule wins, empty regexes ignored", () => {
-  const v = new DataView(new ArrayBuffer(NET_RX_RECORD_SIZE));
+  const v = new DataView(new ArrayBuffer(NET_RX_RECORD.size));
   putRecord(v, 0, {
     family: 2,
     saddr: [10, 0, 0, 1],
@@ -150,7 +153,7 @@ Deno.test("IssuesList: the documented context line, first matching rule wins, em
     state: 1,
     comm: "nginx",
   });
-  const r = netRxRecord(v, 0);
+  const r = netRxRecord(v, 0, NET_RX_RECORD.size);
   const ctx = issueContext(r);
   assertEquals(
     ctx,

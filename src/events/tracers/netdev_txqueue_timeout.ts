@@ -6,14 +6,22 @@
 // fails with ENOENT (see src/bpf/tracer.ts).
 
 import type { RecordHandler } from "../../../ffi/events.ts";
+import { IFNAMSIZ, recordLayout, RecordReader } from "../../bpf/record.ts";
 import { type BpfRuntime, BpfTracer } from "../../bpf/tracer.ts";
 import type { Logger } from "../../log/logger.ts";
 import type { EventSink } from "../sink.ts";
 
 export const TRACER_NAME = "netdev_txqueue_timeout";
 
-/** Size of struct txqueue_timeout_event in bpf/netdev_txqueue_timeout.bpf.c. */
-export const TXQUEUE_TIMEOUT_RECORD_SIZE = 64;
+const DRIVER_NAME_LEN = 32;
+
+/** struct txqueue_timeout_event in bpf/netdev_txqueue_timeout.bpf.c. */
+export const TXQUEUE_TIMEOUT_RECORD = recordLayout("netdev_txqueue_timeout.o", "txqueue_timeout_event", 64, {
+  queue_index: 0,
+  device_name: 4,
+  driver_name: 20,
+  ts: 56,
+});
 
 export interface TxqueueTimeoutRecord {
   queueIndex: number;
@@ -24,28 +32,15 @@ export interface TxqueueTimeoutRecord {
   ts: bigint;
 }
 
-const decoder = new TextDecoder();
-
-function cString(view: DataView, offset: number, size: number): string {
-  const bytes = new Uint8Array(view.buffer, view.byteOffset + offset, size);
-  const end = bytes.indexOf(0);
-  return decoder.decode(end < 0 ? bytes : bytes.subarray(0, end));
-}
-
-/** Decodes one struct txqueue_timeout_event at @offset of @view. */
-export function txqueueTimeoutRecord(view: DataView, offset: number): TxqueueTimeoutRecord {
-  if (view.byteLength - offset < TXQUEUE_TIMEOUT_RECORD_SIZE) {
-    throw new RangeError(
-      `netdev_txqueue_timeout record too short: ${
-        view.byteLength - offset
-      } < ${TXQUEUE_TIMEOUT_RECORD_SIZE} bytes`,
-    );
-  }
+/** Decodes one struct txqueue_timeout_event of `length` bytes at `offset` of `view`. */
+export function txqueueTimeoutRecord(view: DataView, offset: number, length: number): TxqueueTimeoutRecord {
+  const r = RecordReader.of(TXQUEUE_TIMEOUT_RECORD, view, offset, length);
+  const f = TXQUEUE_TIMEOUT_RECORD.fields;
   return {
-    queueIndex: view.getInt32(offset, true),
-    deviceName: cString(view, offset + 4, 16),
-    driverName: cString(view, offset + 20, 32),
-    ts: view.getBigUint64(offset + 56, true),
+    queueIndex: r.i32(f.queue_index),
+    deviceName: r.cString(f.device_name, IFNAMSIZ),
+    driverName: r.cString(f.driver_name, DRIVER_NAME_LEN),
+    ts: r.u64(f.ts),
   };
 }
 
@@ -55,8 +50,8 @@ export function txqueueTimeoutTracerData(r: TxqueueTimeoutRecord): Record<string
 }
 
 function onRecord(log: Logger, events?: EventSink): RecordHandler {
-  return (view, offset) => {
-    const r = txqueueTimeoutRecord(view, offset);
+  return (view, offset, length) => {
+    const r = txqueueTimeoutRecord(view, offset, length);
     log.warn("netdev TX queue timeout", { device: r.deviceName, driver: r.driverName, queue: r.queueIndex });
     events?.({ tracerName: TRACER_NAME, data: txqueueTimeoutTracerData(r) });
   };

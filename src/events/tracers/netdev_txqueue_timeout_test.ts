@@ -12,11 +12,12 @@ import { BpfRuntime } from "../../bpf/tracer.ts";
 import { assert, assertEquals, assertThrows } from "../../testing/assert.ts";
 import {
   netdevTxqueueTimeoutTracer,
-  TXQUEUE_TIMEOUT_RECORD_SIZE,
+  TXQUEUE_TIMEOUT_RECORD,
   txqueueTimeoutRecord,
   txqueueTimeoutTracerData,
 } from "./netdev_txqueue_timeout.ts";
 import { exists } from "../../testing/fs.ts";
+import { ShortRecordError } from "../../bpf/record.ts";
 
 const OUT = new URL("../../../_output/bpf", import.meta.url).pathname;
 const TRACEPOINT = "net_dev_xmit_timeout";
@@ -30,7 +31,7 @@ if (skip) console.warn(`netdev_txqueue_timeout_test: real-kernel test skipped ($
 
 Deno.test("txqueueTimeoutRecord decodes struct txqueue_timeout_event; tracer_data uses the seed's names", () => {
   const o = 8; // records sit at an offset inside the ring mapping
-  const buf = new ArrayBuffer(o + TXQUEUE_TIMEOUT_RECORD_SIZE);
+  const buf = new ArrayBuffer(o + TXQUEUE_TIMEOUT_RECORD.size);
   const v = new DataView(buf);
   const u8 = new Uint8Array(buf);
   u8.fill(0xaa); // garbage after the NULs must not leak into the strings
@@ -39,17 +40,19 @@ Deno.test("txqueueTimeoutRecord decodes struct txqueue_timeout_event; tracer_dat
   u8.set([...enc.encode("eth0"), 0], o + 4);
   u8.set([...enc.encode("ixgbe"), 0], o + 20);
   v.setBigUint64(o + 56, 123456789n, true);
-  const r = txqueueTimeoutRecord(v, o);
+  const r = txqueueTimeoutRecord(v, o, TXQUEUE_TIMEOUT_RECORD.size);
   assertEquals(r, { queueIndex: 3, deviceName: "eth0", driverName: "ixgbe", ts: 123456789n });
   assertEquals(txqueueTimeoutTracerData(r), { queue_index: 3, device_name: "eth0", driver_name: "ixgbe" });
 
   // A 15-character name fills the kernel's IFNAMSIZ with its NUL; a virtual device has no driver ("").
   u8.set([...enc.encode("enp175s0f1np1xx"), 0], o + 4);
   u8.fill(0, o + 20, o + 52);
-  const r2 = txqueueTimeoutRecord(v, o);
+  const r2 = txqueueTimeoutRecord(v, o, TXQUEUE_TIMEOUT_RECORD.size);
   assertEquals(r2.deviceName, "enp175s0f1np1xx");
   assertEquals(r2.driverName, "");
-  assertThrows(() => txqueueTimeoutRecord(v, o + 1), RangeError);
+  // The ring's length counts: a short record is rejected even inside a large buffer.
+  assertThrows(() => txqueueTimeoutRecord(v, o, TXQUEUE_TIMEOUT_RECORD.size - 1), ShortRecordError);
+  assertThrows(() => txqueueTimeoutRecord(v, o + 1, TXQUEUE_TIMEOUT_RECORD.size), RangeError);
 });
 
 interface PerfAttachment {

@@ -6,7 +6,7 @@ import type { RecordHandler } from "../../../ffi/events.ts";
 import { type BpfRuntime, BpfTracer } from "../../bpf/tracer.ts";
 import type { Logger } from "../../log/logger.ts";
 import type { EventSink } from "../sink.ts";
-import { recordLayout, RecordReader } from "../../bpf/record.ts";
+import { recordLayout, RecordReader, TASK_COMM_LEN } from "../../bpf/record.ts";
 import { containerEventFields, type ContainerRegistry, controllerLookup } from "../../pod/container.ts";
 
 /** struct oom_event in bpf/oom.bpf.c (pids are tgids; memory sizes in pages). */
@@ -55,8 +55,8 @@ export function oomRecord(view: DataView, offset: number, length: number): OomRe
   return {
     victimPid: r.u32(f.victim_pid),
     triggerPid: r.u32(f.trigger_pid),
-    victimComm: r.cString(f.victim_comm, 16),
-    triggerComm: r.cString(f.trigger_comm, 16),
+    victimComm: r.cString(f.victim_comm, TASK_COMM_LEN),
+    triggerComm: r.cString(f.trigger_comm, TASK_COMM_LEN),
     victimMemcgId: r.u64(f.victim_memcg_id),
     triggerMemcgId: r.u64(f.trigger_memcg_id),
     victimMemcgCss: r.u64(f.victim_memcg_css),

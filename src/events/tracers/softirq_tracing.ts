@@ -5,10 +5,12 @@
 // per-CPU variables in the kernel BTF, opens and attaches one sampling event
 // per online CPU, and turns each record into a "softirq_tracing" event.
 
+import { Btf, BTF_KIND } from "../../../ffi/btf.ts";
 import type { RecordHandler } from "../../../ffi/events.ts";
 import { close, ENODEV, ErrnoError, perfEventOpen } from "../../../ffi/libc.ts";
 import { BpfPermissionError, type BpfRuntime, BpfTracer, requireLibbpf } from "../../bpf/tracer.ts";
-import { kernelSymbols, stackAddrs } from "../../bpf/ksyms.ts";
+import { kernelSymbols } from "../../bpf/ksyms.ts";
+import { recordLayout, RecordReader, sumPerCpu, TASK_COMM_LEN } from "../../bpf/record.ts";
 import type { Logger } from "../../log/logger.ts";
 import { type Tracer, type TracerContext, UnsupportedError } from "../../tracing/manager.ts";
 import type { EventSink } from "../sink.ts";
@@ -19,24 +21,6 @@ export const TRACER_NAME = "softirq_tracing";
 
 // ---------------------------------------------------------------------------
 // Kernel BTF: where the per-CPU variables the program reads live.
-
-const BTF_MAGIC = 0xeb9f;
-const KIND_INT = 1;
-const KIND_ARRAY = 3;
-const KIND_STRUCT = 4;
-const KIND_UNION = 5;
-const KIND_ENUM = 6;
-const KIND_TYPEDEF = 8;
-const KIND_VOLATILE = 9;
-const KIND_CONST = 10;
-const KIND_RESTRICT = 11;
-const KIND_FUNC_PROTO = 13;
-const KIND_VAR = 14;
-const KIND_DATASEC = 15;
-const KIND_DECL_TAG = 17;
-const KIND_TYPE_TAG = 18;
-const KIND_ENUM64 = 19;
-const KIND_MAX = 19;
 
 /** Offsets (bytes) inside the kernel's .data..percpu section. */
 export interface PercpuLayout {
@@ -50,109 +34,33 @@ export interface PercpuLayout {
   softirqs: number;
 }
 
-interface BtfType {
-  name: number;
-  kind: number;
-  kindFlag: boolean;
-  vlen: number;
-  sizeOrType: number;
-  /** Byte offset of the type's trailing data (members, secinfos...). */
-  extra: number;
-}
-
 /**
- * Finds the per-CPU offsets of the preempt count, the CPU number and the
- * runqueues in raw BTF (/sys/kernel/btf/vmlinux). Throws UnsupportedError
+ * Finds the per-CPU offsets of the preempt count, the CPU number, the
+ * runqueues and kstat.softirqs in the kernel's BTF. Throws UnsupportedError
  * naming what this kernel's BTF lacks.
  */
-export function percpuLayout(btf: Uint8Array): PercpuLayout {
-  const v = new DataView(btf.buffer, btf.byteOffset, btf.byteLength);
-  if (btf.byteLength < 24 || v.getUint16(0, true) !== BTF_MAGIC) {
-    throw new UnsupportedError("kernel BTF is not little-endian raw BTF");
+export function percpuLayout(btf: Btf): PercpuLayout {
+  const sec = btf.find(".data..percpu", BTF_KIND.DATASEC);
+  if (sec === undefined) {
+    throw new UnsupportedError("kernel BTF has no .data..percpu section (per-CPU variables)");
   }
-  const hdrLen = v.getUint32(4, true);
-  const typeOff = hdrLen + v.getUint32(8, true);
-  const typeEnd = typeOff + v.getUint32(12, true);
-  const strOff = hdrLen + v.getUint32(16, true);
-  const strEnd = strOff + v.getUint32(20, true);
-  if (typeEnd > btf.byteLength || strEnd > btf.byteLength) throw new RangeError("BTF sections past the end");
-  const dec = new TextDecoder();
-  const name = (off: number): string => {
-    const s = strOff + off;
-    const e = btf.indexOf(0, s);
-    return dec.decode(btf.subarray(s, e < 0 || e > strEnd ? strEnd : e));
+  // The section's variables by name: offset in the section and type.
+  const vars = new Map<string, { offset: number; type: number }>();
+  for (const v of btf.datasec(sec)) {
+    const t = btf.type(v.type);
+    vars.set(t.name, { offset: v.offset, type: t.sizeOrType });
+  }
+  const at = (name: string, member?: string): number | undefined => {
+    const v = vars.get(name);
+    if (v === undefined || member === undefined) return v?.offset;
+    const m = btf.memberOffset(v.type, member);
+    return m === undefined ? undefined : v.offset + m.offset;
   };
 
-  const types: BtfType[] = [{ name: 0, kind: 0, kindFlag: false, vlen: 0, sizeOrType: 0, extra: 0 }];
-  const vars = new Map<string, number>(); // var name -> type id of the VAR
-  let percpuSec: BtfType | undefined;
-  for (let p = typeOff; p < typeEnd;) {
-    const info = v.getUint32(p + 4, true);
-    const t: BtfType = {
-      name: v.getUint32(p, true),
-      kind: (info >>> 24) & 0x1f,
-      kindFlag: (info >>> 31) === 1,
-      vlen: info & 0xffff,
-      sizeOrType: v.getUint32(p + 8, true),
-      extra: p + 12,
-    };
-    if (t.kind === 0 || t.kind > KIND_MAX) {
-      throw new RangeError(`BTF type ${types.length}: unknown kind ${t.kind}`);
-    }
-    types.push(t);
-    p = t.extra + extraSize(t);
-    if (t.kind === KIND_VAR) vars.set(name(t.name), types.length - 1);
-    else if (t.kind === KIND_DATASEC && name(t.name) === ".data..percpu") percpuSec = t;
-  }
-  if (!percpuSec) throw new UnsupportedError("kernel BTF has no .data..percpu section (per-CPU variables)");
-
-  const secOffset = new Map<number, number>(); // VAR type id -> offset in the section
-  for (let i = 0; i < percpuSec.vlen; i++) {
-    const o = percpuSec.extra + i * 12;
-    secOffset.set(v.getUint32(o, true), v.getUint32(o + 4, true));
-  }
-  const varOffset = (n: string): number | undefined => {
-    const id = vars.get(n);
-    return id === undefined ? undefined : secOffset.get(id);
-  };
-  // Byte offset of member `member` in the struct a VAR has, looking into anonymous members.
-  const memberOffset = (typeId: number, member: string, depth = 0): number | undefined => {
-    let t = types[typeId];
-    while (t && [KIND_TYPEDEF, KIND_VOLATILE, KIND_CONST, KIND_RESTRICT, KIND_TYPE_TAG].includes(t.kind)) {
-      t = types[t.sizeOrType];
-    }
-    if (!t || (t.kind !== KIND_STRUCT && t.kind !== KIND_UNION) || depth > 4) return undefined;
-    for (let i = 0; i < t.vlen; i++) {
-      const m = t.extra + i * 12;
-      const bits = v.getUint32(m + 8, true);
-      const off = (t.kindFlag ? bits & 0xffffff : bits) / 8;
-      const mName = v.getUint32(m, true);
-      const mType = v.getUint32(m + 4, true);
-      if (mName !== 0 && name(mName) === member) return off;
-      if (mName === 0) {
-        const inner = memberOffset(mType, member, depth + 1);
-        if (inner !== undefined) return off + inner;
-      }
-    }
-    return undefined;
-  };
-  const hot = (member: string): number | undefined => {
-    const id = vars.get("pcpu_hot");
-    const base = varOffset("pcpu_hot");
-    if (id === undefined || base === undefined) return undefined;
-    const m = memberOffset(types[id].sizeOrType, member);
-    return m === undefined ? undefined : base + m;
-  };
-
-  const preemptCount = varOffset("__preempt_count") ?? hot("preempt_count");
-  const cpuNumber = varOffset("cpu_number") ?? hot("cpu_number");
-  const runqueues = varOffset("runqueues");
-  const kstatId = vars.get("kstat");
-  const kstat = varOffset("kstat");
-  const kstatSoftirqs = kstatId === undefined
-    ? undefined
-    : memberOffset(types[kstatId].sizeOrType, "softirqs");
-  const softirqs = kstat === undefined || kstatSoftirqs === undefined ? undefined : kstat + kstatSoftirqs;
+  const preemptCount = at("__preempt_count") ?? at("pcpu_hot", "preempt_count");
+  const cpuNumber = at("cpu_number") ?? at("pcpu_hot", "cpu_number");
+  const runqueues = at("runqueues");
+  const softirqs = at("kstat", "softirqs");
   const missing = [
     preemptCount === undefined ? "__preempt_count (or pcpu_hot.preempt_count)" : "",
     cpuNumber === undefined ? "cpu_number (or pcpu_hot.cpu_number)" : "",
@@ -163,27 +71,6 @@ export function percpuLayout(btf: Uint8Array): PercpuLayout {
     throw new UnsupportedError(`kernel BTF lacks the per-CPU variable(s) ${missing.join(", ")}`);
   }
   return { preemptCount: preemptCount!, cpuNumber: cpuNumber!, runqueues: runqueues!, softirqs: softirqs! };
-}
-
-function extraSize(t: BtfType): number {
-  switch (t.kind) {
-    case KIND_INT:
-    case KIND_VAR:
-    case KIND_DECL_TAG:
-      return 4;
-    case KIND_ARRAY:
-      return 12;
-    case KIND_STRUCT:
-    case KIND_UNION:
-    case KIND_DATASEC:
-    case KIND_ENUM64:
-      return t.vlen * 12;
-    case KIND_ENUM:
-    case KIND_FUNC_PROTO:
-      return t.vlen * 8;
-    default: // PTR, FWD, TYPEDEF, VOLATILE, CONST, RESTRICT, FUNC, FLOAT, TYPE_TAG
-      return 0;
-  }
 }
 
 // ---------------------------------------------------------------------------
@@ -224,10 +111,21 @@ export function cpuClockAttr(periodNs: number): Uint8Array<ArrayBuffer> {
 // ---------------------------------------------------------------------------
 // Records.
 
-/** Size of struct softirq_tracing_event in bpf/softirq_tracing.bpf.c. */
-export const SOFTIRQ_RECORD_SIZE = 560;
-const STACK_OFFSET = 64;
 const STACK_DEPTH = 62;
+
+/** struct softirq_tracing_event in bpf/softirq_tracing.bpf.c. */
+export const SOFTIRQ_RECORD = recordLayout("softirq_tracing.o", "softirq_tracing_event", 560, {
+  offtime: 0,
+  threshold: 8,
+  now: 16,
+  pid: 24,
+  tid: 28,
+  cpu: 32,
+  stack_bytes: 36,
+  comm: 40,
+  serving: 56,
+  stack: 64,
+});
 
 export interface SoftirqRecord {
   offtime: bigint;
@@ -242,29 +140,20 @@ export interface SoftirqRecord {
   stack: bigint[];
 }
 
-const decoder = new TextDecoder();
-
-/** Decodes one struct softirq_tracing_event at @offset of @view. */
-export function softirqRecord(view: DataView, offset: number): SoftirqRecord {
-  if (view.byteLength - offset < SOFTIRQ_RECORD_SIZE) {
-    throw new RangeError(
-      `softirq_tracing record too short: ${view.byteLength - offset} < ${SOFTIRQ_RECORD_SIZE}`,
-    );
-  }
-  const comm = new Uint8Array(view.buffer, view.byteOffset + offset + 40, 16);
-  const nul = comm.indexOf(0);
-  const stackBytes = view.getUint32(offset + 36, true);
-  const depth = Math.min(STACK_DEPTH, Math.floor(stackBytes / 8));
+/** Decodes one struct softirq_tracing_event of `length` bytes at `offset` of `view`. */
+export function softirqRecord(view: DataView, offset: number, length: number): SoftirqRecord {
+  const r = RecordReader.of(SOFTIRQ_RECORD, view, offset, length);
+  const f = SOFTIRQ_RECORD.fields;
   return {
-    offtime: view.getBigUint64(offset, true),
-    threshold: view.getBigUint64(offset + 8, true),
-    now: view.getBigUint64(offset + 16, true),
-    pid: view.getUint32(offset + 24, true),
-    tid: view.getUint32(offset + 28, true),
-    cpu: view.getUint32(offset + 32, true),
-    comm: decoder.decode(nul < 0 ? comm : comm.subarray(0, nul)),
-    serving: view.getUint32(offset + 56, true) !== 0,
-    stack: stackAddrs(view, offset + STACK_OFFSET, depth),
+    offtime: r.u64(f.offtime),
+    threshold: r.u64(f.threshold),
+    now: r.u64(f.now),
+    pid: r.u32(f.pid),
+    tid: r.u32(f.tid),
+    cpu: r.u32(f.cpu),
+    comm: r.cString(f.comm, TASK_COMM_LEN),
+    serving: r.u32(f.serving) !== 0,
+    stack: r.stack(f.stack, STACK_DEPTH, r.u32(f.stack_bytes)),
   };
 }
 
@@ -286,8 +175,8 @@ export function softirqTracerData(
 
 function onRecord(log: Logger, events?: EventSink): RecordHandler {
   const syms = kernelSymbols();
-  return (view, offset) => {
-    const r = softirqRecord(view, offset);
+  return (view, offset, length) => {
+    const r = softirqRecord(view, offset, length);
     log.warn("softirqs disabled too long", {
       cpu: r.cpu,
       pid: r.pid,
@@ -336,7 +225,13 @@ export class SoftirqTracing implements Tracer {
   async start(tctx: TracerContext): Promise<void> {
     requireLibbpf(); // before the BTF: a host without libbpf is told so, not that it lacks BTF
     const threshold = this.ctx.config.EventTracing.Softirq.DisabledThreshold;
-    const layout = percpuLayout(this.#readBtf());
+    const btf = this.#openBtf();
+    let layout: PercpuLayout;
+    try {
+      layout = percpuLayout(btf);
+    } finally {
+      btf.close();
+    }
     const tracer = new BpfTracer({
       name: TRACER_NAME,
       object: "softirq_tracing.o",
@@ -375,13 +270,9 @@ export class SoftirqTracing implements Tracer {
     const out: bigint[] = [];
     const key = new Uint8Array(4);
     const value = new Uint8Array(map.valueStride);
-    const dv = new DataView(value.buffer);
     for (let i = 0; i < 4; i++) {
       new DataView(key.buffer).setUint32(0, i, true);
-      map.lookup(key, value);
-      let sum = 0n;
-      for (let o = 0; o + 8 <= value.byteLength; o += 8) sum += dv.getBigUint64(o, true);
-      out.push(sum);
+      out.push(map.lookup(key, value) ? sumPerCpu(value) : 0n);
     }
     return out;
   }
@@ -402,18 +293,19 @@ export class SoftirqTracing implements Tracer {
     }
   }
 
-  #readBtf(): Uint8Array {
+  // The kernel's BTF, else the one shipped for this kernel release.
+  #openBtf(): Btf {
     const path = this.ctx.bpf.kernelBtf;
-    try {
-      return Deno.readFileSync(path);
-    } catch {
-      const custom = `${this.ctx.bpf.dir}/btf/${Deno.osRelease()}.btf`;
+    const custom = `${this.ctx.bpf.dir}/btf/${Deno.osRelease()}.btf`;
+    const errors: string[] = [];
+    for (const p of [path, custom]) {
       try {
-        return Deno.readFileSync(custom);
-      } catch {
-        throw new UnsupportedError(`kernel has no BTF (${path}) and no ${custom}`);
+        return Btf.parse(p);
+      } catch (err) {
+        errors.push(err instanceof Error ? err.message : String(err));
       }
     }
+    throw new UnsupportedError(`kernel has no readable BTF (${errors.join("; ")})`);
   }
 
   /** One cpu-clock sampling event per online CPU, each running the perf_event program. */

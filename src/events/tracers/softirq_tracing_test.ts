@@ -12,13 +12,15 @@ import {
   cpuClockAttr,
   percpuLayout,
   samplePeriodNs,
-  SOFTIRQ_RECORD_SIZE,
+  SOFTIRQ_RECORD,
   softirqRecord,
   softirqTracerData,
   type SoftirqTracing,
   softirqTracingTracer,
 } from "./softirq_tracing.ts";
 import { exists } from "../../testing/fs.ts";
+import { Btf } from "../../../ffi/btf.ts";
+import { ShortRecordError } from "../../bpf/record.ts";
 
 const OUT = new URL("../../../_output/bpf", import.meta.url).pathname;
 const BTF = "/sys/kernel/btf/vmlinux";
@@ -34,138 +36,85 @@ const skip = Deno.uid() !== 0
 if (skip) console.warn(`softirq_tracing_test: real-kernel tests skipped (${skip})`);
 
 // ---------------------------------------------------------------------------
-// A small raw BTF writer for the layout finder's tests.
+// The per-CPU layout finder, on real BTF: the kernel's, and compiled objects
+// (bpf/test/percpu_*.bpf.c) for layouts this kernel does not have.
 
-class BtfWriter {
-  #strings: number[] = [0];
-  #types: number[] = []; // u32 words
-  #count = 0;
-
-  str(s: string): number {
-    const off = this.#strings.length;
-    this.#strings.push(...new TextEncoder().encode(s), 0);
-    return off;
-  }
-
-  /** Adds a type: name, kind, vlen, size/type, trailing u32 words; returns its id. */
-  type(
-    name: string,
-    kind: number,
-    vlen: number,
-    sizeOrType: number,
-    extra: number[] = [],
-    kindFlag = false,
-  ): number {
-    const info = ((kindFlag ? 1 : 0) << 31) | (kind << 24) | vlen;
-    this.#types.push(name === "" ? 0 : this.str(name), info >>> 0, sizeOrType, ...extra);
-    return ++this.#count;
-  }
-
-  member(name: string, type: number, bitOffset: number): number[] {
-    return [name === "" ? 0 : this.str(name), type, bitOffset];
-  }
-
-  bytes(): Uint8Array {
-    const typeLen = this.#types.length * 4;
-    const out = new Uint8Array(24 + typeLen + this.#strings.length);
-    const v = new DataView(out.buffer);
-    v.setUint16(0, 0xeb9f, true);
-    v.setUint8(2, 1);
-    v.setUint32(4, 24, true);
-    v.setUint32(8, 0, true);
-    v.setUint32(12, typeLen, true);
-    v.setUint32(16, typeLen, true);
-    v.setUint32(20, this.#strings.length, true);
-    this.#types.forEach((w, i) => v.setUint32(24 + i * 4, w, true));
-    out.set(this.#strings, 24 + typeLen);
-    return out;
-  }
-}
-
-const INT = 1, PTR = 2, ARRAY = 3, STRUCT = 4, UNION = 5, ENUM = 6, FUNC_PROTO = 13, VAR = 14, DATASEC = 15;
-
-/** The shared part: int, struct kernel_stat with softirqs at byte 8, struct rq. */
-function common(w: BtfWriter) {
-  const int = w.type("int", INT, 0, 4, [0x20]);
-  // Types the walk must skip correctly: an enum with 2 values, a function prototype with 2 params.
-  w.type("e", ENUM, 2, 4, [w.str("A"), 0, w.str("B"), 1]);
-  w.type("", FUNC_PROTO, 2, int, [0, int, 0, int]);
-  const arr = w.type("", ARRAY, 0, 0, [int, int, 10]);
-  const kstatT = w.type("kernel_stat", STRUCT, 2, 48, [
-    ...w.member("irqs_sum", int, 0),
-    ...w.member("softirqs", arr, 64),
-  ]);
-  const rqT = w.type("rq", STRUCT, 0, 64);
-  return { int, kstatT, rqT };
-}
-
-Deno.test("percpuLayout finds __preempt_count, cpu_number, runqueues and kstat.softirqs (6.15+ layout)", () => {
-  const w = new BtfWriter();
-  const { int, kstatT, rqT } = common(w);
-  const pc = w.type("__preempt_count", VAR, 0, int, [1]);
-  const cpu = w.type("cpu_number", VAR, 0, int, [1]);
-  const rq = w.type("runqueues", VAR, 0, rqT, [1]);
-  const ks = w.type("kstat", VAR, 0, kstatT, [1]);
-  // A same-named variable in another section must not be taken.
-  const other = w.type("other", VAR, 0, int, [1]);
-  w.type(".data", DATASEC, 1, 0, [other, 0, 4]);
-  w.type(".data..percpu", DATASEC, 4, 0, [pc, 86064, 4, cpu, 86068, 4, ks, 98176, 48, rq, 179392, 64]);
-  assertEquals(percpuLayout(w.bytes()), {
-    preemptCount: 86064,
-    cpuNumber: 86068,
-    runqueues: 179392,
-    softirqs: 98184,
-  });
-});
-
-Deno.test("percpuLayout reads pcpu_hot.preempt_count and .cpu_number through anonymous members (6.2..6.14)", () => {
-  const w = new BtfWriter();
-  const { int, kstatT, rqT } = common(w);
-  const ptr = w.type("", PTR, 0, 0);
-  const inner = w.type("", STRUCT, 3, 16, [
-    ...w.member("current_task", ptr, 0),
-    ...w.member("preempt_count", int, 64),
-    ...w.member("cpu_number", int, 96),
-  ]);
-  const pad = w.type("", ARRAY, 0, 0, [int, int, 16]);
-  const un = w.type("", UNION, 2, 64, [...w.member("", inner, 0), ...w.member("pad", pad, 0)]);
-  const hotT = w.type("pcpu_hot", STRUCT, 1, 64, [...w.member("", un, 0)]);
-  const hot = w.type("pcpu_hot", VAR, 0, hotT, [1]);
-  const rq = w.type("runqueues", VAR, 0, rqT, [1]);
-  const ks = w.type("kstat", VAR, 0, kstatT, [1]);
-  w.type(".data..percpu", DATASEC, 3, 0, [hot, 256, 64, ks, 4096, 48, rq, 8192, 64]);
-  assertEquals(percpuLayout(w.bytes()), {
-    preemptCount: 264,
-    cpuNumber: 268,
-    runqueues: 8192,
-    softirqs: 4104,
-  });
-});
-
-Deno.test("percpuLayout names what the kernel BTF lacks", () => {
-  const w = new BtfWriter();
-  const { int } = common(w);
-  const pc = w.type("__preempt_count", VAR, 0, int, [1]);
-  w.type(".data..percpu", DATASEC, 1, 0, [pc, 0, 4]);
-  assertThrows(() => percpuLayout(w.bytes()), UnsupportedError);
+function withBtf<T>(path: string, fn: (btf: Btf) => T): T {
+  const btf = Btf.parse(path);
   try {
-    percpuLayout(w.bytes());
-  } catch (err) {
-    assertMatch(String(err), /cpu_number .*runqueues.*kstat\.softirqs/);
+    return fn(btf);
+  } finally {
+    btf.close();
   }
-  const none = new BtfWriter();
-  none.type("int", INT, 0, 4, [0x20]);
-  assertThrows(() => percpuLayout(none.bytes()), UnsupportedError);
-  assertThrows(() => percpuLayout(new Uint8Array(8)), UnsupportedError);
+}
+
+/** The .data..percpu variables of a BTF file as bpftool prints them: name → [offset, size]. */
+function bpftoolPercpuVars(path: string): Map<string, [number, number]> {
+  const out = new Deno.Command("bpftool", { args: ["btf", "dump", "file", path], stdout: "piped" })
+    .outputSync();
+  const text = new TextDecoder().decode(out.stdout);
+  const sec = text.slice(text.indexOf("DATASEC '.data..percpu'"));
+  const vars = new Map<string, [number, number]>();
+  for (const m of sec.matchAll(/^\ttype_id=\d+ offset=(\d+) size=(\d+) \(VAR '(\w+)'\)$/gm)) {
+    vars.set(m[3], [Number(m[1]), Number(m[2])]);
+  }
+  return vars;
+}
+
+Deno.test({
+  name: "percpuLayout on this kernel's BTF agrees with bpftool",
+  ignore: !exists(BTF),
+  fn() {
+    const l = withBtf(BTF, percpuLayout);
+    for (const v of Object.values(l)) assert(Number.isInteger(v) && v >= 0, JSON.stringify(l));
+    assertEquals(new Set(Object.values(l)).size, 4, JSON.stringify(l));
+    if (!exists("/usr/sbin/bpftool") && !exists("/usr/bin/bpftool")) return;
+    const vars = bpftoolPercpuVars(BTF);
+    assertEquals(l.runqueues, vars.get("runqueues")?.[0]);
+    if (vars.has("__preempt_count")) {
+      assertEquals([l.preemptCount, l.cpuNumber], [
+        vars.get("__preempt_count")![0],
+        vars.get("cpu_number")?.[0],
+      ]);
+    }
+    const [kstat, size] = vars.get("kstat")!;
+    assert(
+      l.softirqs > kstat && l.softirqs < kstat + size,
+      `kstat.softirqs ${l.softirqs} in kstat [${kstat}, +${size})`,
+    );
+  },
+});
+
+const PERCPU_HOT = `${OUT}/test/percpu_hot.o`;
+const PERCPU_PARTIAL = `${OUT}/test/percpu_partial.o`;
+
+Deno.test({
+  name: "percpuLayout reads pcpu_hot.preempt_count and .cpu_number through anonymous members (6.2..6.14)",
+  ignore: !exists(PERCPU_HOT),
+  fn() {
+    // Every variable of an object file sits at offset 0 of its section: what remains are the members' offsets.
+    assertEquals(withBtf(PERCPU_HOT, percpuLayout), {
+      preemptCount: 8,
+      cpuNumber: 12,
+      runqueues: 0,
+      softirqs: 8,
+    });
+  },
 });
 
 Deno.test({
-  name: "percpuLayout on this kernel's BTF",
-  ignore: !exists(BTF),
+  name: "percpuLayout names what the kernel BTF lacks",
+  ignore: !exists(PERCPU_PARTIAL) || !exists(`${OUT}/oom.o`),
   fn() {
-    const l = percpuLayout(Deno.readFileSync(BTF));
-    for (const v of Object.values(l)) assert(Number.isInteger(v) && v >= 0, JSON.stringify(l));
-    assertEquals(new Set(Object.values(l)).size, 4, JSON.stringify(l));
+    assertThrows(() => withBtf(PERCPU_PARTIAL, percpuLayout), UnsupportedError);
+    try {
+      withBtf(PERCPU_PARTIAL, percpuLayout);
+    } catch (err) {
+      assertMatch(String(err), /cpu_number .*runqueues.*kstat\.softirqs/);
+      assert(!String(err).includes("__preempt_count"), String(err));
+    }
+    // No per-CPU section at all.
+    assertThrows(() => withBtf(`${OUT}/oom.o`, percpuLayout), /no \.data\.\.percpu section/);
   },
 });
 
@@ -186,7 +135,7 @@ Deno.test("samplePeriodNs, parseCpuList and cpuClockAttr", () => {
 });
 
 Deno.test("softirqRecord decodes struct softirq_tracing_event; softirqTracerData uses the seed's names", () => {
-  const buf = new ArrayBuffer(8 + SOFTIRQ_RECORD_SIZE);
+  const buf = new ArrayBuffer(8 + SOFTIRQ_RECORD.size);
   const v = new DataView(buf);
   const o = 8;
   v.setBigUint64(o, 237328905n, true);
@@ -202,7 +151,7 @@ Deno.test("softirqRecord decodes struct softirq_tracing_event; softirqTracerData
   v.setBigUint64(o + 72, 0xffffffff81000020n, true);
   v.setBigUint64(o + 80, 0xffffffff81000030n, true);
   v.setBigUint64(o + 88, 0xffffffff81000040n, true); // past stack_bytes: ignored
-  const r = softirqRecord(v, o);
+  const r = softirqRecord(v, o, SOFTIRQ_RECORD.size);
   assertEquals(r, {
     offtime: 237328905n,
     threshold: 10_000_000n,
@@ -224,8 +173,10 @@ Deno.test("softirqRecord decodes struct softirq_tracing_event; softirqTracerData
     stack: "ffffffff81000010\nffffffff81000020\nffffffff81000030",
   });
   v.setUint32(o + 36, 0, true);
-  assertEquals(softirqRecord(v, o).stack, []);
-  assertThrows(() => softirqRecord(v, o + 1), RangeError);
+  assertEquals(softirqRecord(v, o, SOFTIRQ_RECORD.size).stack, []);
+  // The ring's length counts: a short record is rejected even inside a large buffer.
+  assertThrows(() => softirqRecord(v, o, SOFTIRQ_RECORD.size - 1), ShortRecordError);
+  assertThrows(() => softirqRecord(v, o + 1, SOFTIRQ_RECORD.size), RangeError);
 });
 
 // ---------------------------------------------------------------------------

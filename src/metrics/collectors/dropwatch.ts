@@ -9,7 +9,8 @@
 import type { BpfMap } from "../../../ffi/libbpf.ts";
 import { dropwatchTracer } from "../../events/tracers/dropwatch.ts";
 import type { DropNames } from "../../events/tracers/dropwatch.ts";
-import { sumPerCpu } from "../../bpf/zones.ts";
+import { sumPerCpu } from "../../bpf/record.ts";
+import { sumPerCpuZones } from "../../bpf/zones.ts";
 import { defineCollector } from "../collector.ts";
 import { counter, type Sample } from "../sample.ts";
 
@@ -17,13 +18,9 @@ import { counter, type Sample } from "../sample.ts";
 export function perCpuCounts(map: BpfMap): Map<number, number> {
   const { keys, values, count } = map.lookupBatch();
   const kdv = new DataView(keys.buffer, keys.byteOffset, keys.byteLength);
-  const vdv = new DataView(values.buffer, values.byteOffset, values.byteLength);
   const out = new Map<number, number>();
   for (let i = 0; i < count; i++) {
-    let sum = 0;
-    for (let off = i * map.valueStride; off < (i + 1) * map.valueStride; off += 8) {
-      sum += Number(vdv.getBigUint64(off, true));
-    }
+    const sum = Number(sumPerCpu(values.subarray(i * map.valueStride, (i + 1) * map.valueStride)));
     if (sum > 0) out.set(kdv.getUint32(i * map.keySize, true), sum);
   }
   return out;
@@ -67,7 +64,7 @@ export default defineCollector("dropwatch", ({ bpf, log, events, config }) => {
       for (const [r, n] of perCpuCounts(obj.map("dropwatch_drops_subsys"))) {
         counts.set(r, (counts.get(r) ?? 0) + n);
       }
-      const [suppressed] = sumPerCpu(obj.map("dropwatch_suppressed"), 1);
+      const [suppressed] = sumPerCpuZones(obj.map("dropwatch_suppressed"), 1);
       return Promise.resolve(dropSamples(counts, tracer.names, suppressed ?? 0));
     },
   };

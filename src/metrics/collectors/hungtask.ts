@@ -4,6 +4,7 @@
 // of every CPU and the kernel stacks of all D-state tasks.
 
 import type { RecordHandler } from "../../../ffi/events.ts";
+import { recordLayout, RecordReader, TASK_COMM_LEN } from "../../bpf/record.ts";
 import { BpfTracer } from "../../bpf/tracer.ts";
 import { readCounter } from "../../bpf/zones.ts";
 import { StormBackoff } from "../../events/backoff.ts";
@@ -14,17 +15,18 @@ import type { Logger } from "../../log/logger.ts";
 import { defineCollector } from "../collector.ts";
 import { counter } from "../sample.ts";
 
-const decoder = new TextDecoder();
+/** struct hungtask_event in bpf/hungtask.bpf.c. */
+export const HUNGTASK_RECORD = recordLayout("hungtask.o", "hungtask_event", 32, { pid: 0, comm: 4, ts: 24 });
 
-/** struct { __u32 pid; char comm[16]; __u64 ts; } from bpf/hungtask.bpf.c. */
-export function hungtaskRecord(view: DataView, offset: number): { pid: number; comm: string; ts: bigint } {
-  const comm = new Uint8Array(view.buffer, view.byteOffset + offset + 4, 16);
-  const end = comm.indexOf(0);
-  return {
-    pid: view.getUint32(offset, true),
-    comm: decoder.decode(end < 0 ? comm : comm.subarray(0, end)),
-    ts: view.getBigUint64(offset + 24, true),
-  };
+/** Decodes one struct hungtask_event of `length` bytes at `offset` of `view`. */
+export function hungtaskRecord(
+  view: DataView,
+  offset: number,
+  length: number,
+): { pid: number; comm: string; ts: bigint } {
+  const r = RecordReader.of(HUNGTASK_RECORD, view, offset, length);
+  const f = HUNGTASK_RECORD.fields;
+  return { pid: r.u32(f.pid), comm: r.cString(f.comm, TASK_COMM_LEN), ts: r.u64(f.ts) };
 }
 
 interface Scene {
@@ -34,8 +36,8 @@ interface Scene {
 
 /** Reports hung tasks through the backoff, gathering the scene asynchronously off the ring reader. */
 function onRecord(log: Logger, scene: Scene, backoff: StormBackoff, events?: EventSink): RecordHandler {
-  return (view, offset) => {
-    const r = hungtaskRecord(view, offset);
+  return (view, offset, length) => {
+    const r = hungtaskRecord(view, offset, length);
     const d = backoff.occur();
     if (!d.report) {
       log.debug("hung task report held back (storm backoff)", {

@@ -2,7 +2,7 @@
 // nanoseconds: direct reclaim during allocation, and direct compaction.
 
 import { BpfTracer } from "../../bpf/tracer.ts";
-import { sumPerCpu } from "../../bpf/zones.ts";
+import { sumPerCpuZones } from "../../bpf/zones.ts";
 import { defineCollector } from "../collector.ts";
 import { gauge } from "../sample.ts";
 
@@ -11,7 +11,7 @@ export default defineCollector("memory_free", ({ bpf }) => {
   return {
     tracer,
     collect() {
-      const [allocNs, compactNs] = sumPerCpu(tracer.object.map("memory_free"), 4);
+      const [allocNs, compactNs] = sumPerCpuZones(tracer.object.map("memory_free"), 4);
       return Promise.resolve([
         gauge("memory_free_allocpages_stall", "time stalled in alloc pages", allocNs),
         gauge("memory_free_compaction_stall", "time stalled in memory compaction", compactNs),

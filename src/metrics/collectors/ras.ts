@@ -8,6 +8,7 @@
 // has and logs the others; with none of them it is unsupported.
 
 import type { RecordHandler } from "../../../ffi/events.ts";
+import { recordLayout, RecordReader } from "../../bpf/record.ts";
 import { type BpfRuntime, BpfTracer } from "../../bpf/tracer.ts";
 import { Cooldown } from "../../events/backoff.ts";
 import type { EventSink } from "../../events/sink.ts";
@@ -29,21 +30,61 @@ export const RAS_HOOKS: Readonly<Record<RasSource, { program: string; tracepoint
   thr: { program: "ras_threshold_apic_entry", tracepoint: "irq_vectors:threshold_apic_entry" },
 };
 
-/** sizeof(struct ras_event). */
-export const RAS_RECORD_SIZE = 432;
-const P = 16; // payload offset
+/** struct ras_event in bpf/ras.bpf.c: a header, then the payload of its source (a union). */
+export const RAS_RECORD = recordLayout("ras.o", "ras_event", 432, {
+  source: 0,
+  cpu: 4,
+  ts: 8,
+  "mce.status": 16,
+  "mce.mcgstatus": 24,
+  "mce.addr": 32,
+  "mce.misc": 40,
+  "mce.synd": 48,
+  "mce.ipid": 56,
+  "mce.ip": 64,
+  "mce.tsc": 72,
+  "mce.time": 80,
+  "mce.mcgcap": 88,
+  "mce.cpuid": 96,
+  "mce.extcpu": 100,
+  "mce.socketid": 104,
+  "mce.apicid": 108,
+  "mce.cpuvendor": 112,
+  "mce.cs": 113,
+  "mce.bank": 114,
+  "mce.severity": 115,
+  "edac.address": 16,
+  "edac.syndrome": 24,
+  "edac.err_type": 32,
+  "edac.error_count": 36,
+  "edac.mc_index": 40,
+  "edac.top_layer": 41,
+  "edac.mid_layer": 42,
+  "edac.low_layer": 43,
+  "edac.grain_bits": 44,
+  "edac.msg": 48,
+  "edac.label": 176,
+  "edac.driver": 304,
+  "acpi.sec_type": 16,
+  "acpi.fru_id": 32,
+  "acpi.len": 48,
+  "acpi.sev": 52,
+  "acpi.fru_text": 56,
+  "acpi.data": 88,
+  "aer.status": 16,
+  "aer.severity": 20,
+  "aer.tlp_header_valid": 21,
+  "aer.tlp": 24,
+  "aer.dev_name": 40,
+  "thr.vector": 16,
+});
 
-const decoder = new TextDecoder();
-
-function cString(view: DataView, offset: number, len: number): string {
-  const bytes = new Uint8Array(view.buffer, view.byteOffset + offset, len);
-  const end = bytes.indexOf(0);
-  return decoder.decode(end < 0 ? bytes : bytes.subarray(0, end));
-}
-
-function bytes(view: DataView, offset: number, len: number): Uint8Array {
-  return new Uint8Array(view.buffer.slice(view.byteOffset + offset, view.byteOffset + offset + len));
-}
+// Array sizes in struct ras_event.
+const RAS_STR_LEN = 128;
+const RAS_FRU_TEXT_LEN = 32;
+const RAS_DATA_LEN = 256;
+const RAS_DEV_NAME_LEN = 64;
+const GUID_LEN = 16;
 
 export interface MceRecord {
   source: "mce";
@@ -116,85 +157,83 @@ export interface ThrRecord {
 
 export type RasRecord = MceRecord | EdacRecord | AcpiRecord | AerRecord | ThrRecord;
 
-/** Decodes one struct ras_event (layout: bpf/ras.bpf.c). */
-export function rasRecord(view: DataView, offset: number): RasRecord {
-  if (view.byteLength - offset < RAS_RECORD_SIZE) {
-    throw new RangeError(`ras record too short: ${view.byteLength - offset} < ${RAS_RECORD_SIZE}`);
-  }
-  const o = offset;
-  const u64 = (at: number) => view.getBigUint64(o + at, true);
-  const u32 = (at: number) => view.getUint32(o + at, true);
-  const u8 = (at: number) => view.getUint8(o + at);
-  const source = RAS_SOURCES[u32(0)];
-  const cpu = u32(4);
+/** Decodes one struct ras_event of `length` bytes at `offset` of `view`. */
+export function rasRecord(view: DataView, offset: number, length: number): RasRecord {
+  const r = RecordReader.of(RAS_RECORD, view, offset, length);
+  const f = RAS_RECORD.fields;
+  const source = RAS_SOURCES[r.u32(f.source)];
+  const cpu = r.u32(f.cpu);
   switch (source) {
     case "mce":
       return {
         source,
         cpu,
-        status: u64(P),
-        mcgstatus: u64(P + 8),
-        addr: u64(P + 16),
-        misc: u64(P + 24),
-        synd: u64(P + 32),
-        ipid: u64(P + 40),
-        ip: u64(P + 48),
-        tsc: u64(P + 56),
-        time: u64(P + 64),
-        mcgcap: u64(P + 72),
-        cpuid: u32(P + 80),
-        extcpu: u32(P + 84),
-        socketid: u32(P + 88),
-        apicid: u32(P + 92),
-        cpuvendor: u8(P + 96),
-        cs: u8(P + 97),
-        bank: u8(P + 98),
-        severity: u8(P + 99),
+        status: r.u64(f["mce.status"]),
+        mcgstatus: r.u64(f["mce.mcgstatus"]),
+        addr: r.u64(f["mce.addr"]),
+        misc: r.u64(f["mce.misc"]),
+        synd: r.u64(f["mce.synd"]),
+        ipid: r.u64(f["mce.ipid"]),
+        ip: r.u64(f["mce.ip"]),
+        tsc: r.u64(f["mce.tsc"]),
+        time: r.u64(f["mce.time"]),
+        mcgcap: r.u64(f["mce.mcgcap"]),
+        cpuid: r.u32(f["mce.cpuid"]),
+        extcpu: r.u32(f["mce.extcpu"]),
+        socketid: r.u32(f["mce.socketid"]),
+        apicid: r.u32(f["mce.apicid"]),
+        cpuvendor: r.u8(f["mce.cpuvendor"]),
+        cs: r.u8(f["mce.cs"]),
+        bank: r.u8(f["mce.bank"]),
+        severity: r.u8(f["mce.severity"]),
       };
     case "edac":
       return {
         source,
         cpu,
-        address: u64(P),
-        syndrome: u64(P + 8),
-        errType: u32(P + 16),
-        errorCount: view.getInt32(o + P + 20, true),
-        mcIndex: u8(P + 24),
-        topLayer: view.getInt8(o + P + 25),
-        midLayer: view.getInt8(o + P + 26),
-        lowLayer: view.getInt8(o + P + 27),
-        grainBits: u8(P + 28),
-        msg: cString(view, o + 48, 128),
-        label: cString(view, o + 176, 128),
-        driver: cString(view, o + 304, 128),
+        address: r.u64(f["edac.address"]),
+        syndrome: r.u64(f["edac.syndrome"]),
+        errType: r.u32(f["edac.err_type"]),
+        errorCount: r.i32(f["edac.error_count"]),
+        mcIndex: r.u8(f["edac.mc_index"]),
+        topLayer: r.i8(f["edac.top_layer"]),
+        midLayer: r.i8(f["edac.mid_layer"]),
+        lowLayer: r.i8(f["edac.low_layer"]),
+        grainBits: r.u8(f["edac.grain_bits"]),
+        msg: r.cString(f["edac.msg"], RAS_STR_LEN),
+        label: r.cString(f["edac.label"], RAS_STR_LEN),
+        driver: r.cString(f["edac.driver"], RAS_STR_LEN),
       };
     case "acpi": {
-      const len = u32(48);
+      const len = r.u32(f["acpi.len"]);
       return {
         source,
         cpu,
-        secType: bytes(view, o + 16, 16),
-        fruId: bytes(view, o + 32, 16),
+        // Copies: the record outlives the ring's bytes.
+        secType: r.bytes(f["acpi.sec_type"], GUID_LEN).slice(),
+        fruId: r.bytes(f["acpi.fru_id"], GUID_LEN).slice(),
         len,
-        sev: u8(52),
-        fruText: cString(view, o + 56, 32),
-        data: bytes(view, o + 88, Math.min(len, 256)),
+        sev: r.u8(f["acpi.sev"]),
+        fruText: r.cString(f["acpi.fru_text"], RAS_FRU_TEXT_LEN),
+        data: r.bytes(f["acpi.data"], Math.min(len, RAS_DATA_LEN)).slice(),
       };
     }
-    case "aer":
+    case "aer": {
+      const tlp = (i: number) => r.u32(f["aer.tlp"] + i * 4);
       return {
         source,
         cpu,
-        status: u32(16),
-        severity: u8(20),
-        tlpHeaderValid: u8(21) !== 0,
-        tlp: [u32(24), u32(28), u32(32), u32(36)],
-        devName: cString(view, o + 40, 64),
+        status: r.u32(f["aer.status"]),
+        severity: r.u8(f["aer.severity"]),
+        tlpHeaderValid: r.u8(f["aer.tlp_header_valid"]) !== 0,
+        tlp: [tlp(0), tlp(1), tlp(2), tlp(3)],
+        devName: r.cString(f["aer.dev_name"], RAS_DEV_NAME_LEN),
       };
+    }
     case "thr":
-      return { source, cpu, vector: view.getInt32(o + 16, true) };
+      return { source, cpu, vector: r.i32(f["thr.vector"]) };
     default:
-      throw new RangeError(`ras record of unknown source ${u32(0)}`);
+      throw new RangeError(`ras record of unknown source ${r.u32(f.source)}`);
   }
 }
 
@@ -535,8 +574,8 @@ export function rasEventHandler(
 ): RecordHandler {
   const { log, events, thr } = opts;
   const nowNs = opts.nowNs ?? (() => Date.now() * 1e6);
-  return (view, offset) => {
-    const r = rasRecord(view, offset);
+  return (view, offset, length) => {
+    const r = rasRecord(view, offset, length);
     let extra: Record<string, number> = {};
     if (r.source === "thr") {
       const d = thr.occur();

@@ -7,7 +7,7 @@ import { silentLogger } from "../../log/logger.ts";
 import { setLibbpfLogger } from "../../../ffi/libbpf.ts";
 import { BpfRuntime } from "../../bpf/tracer.ts";
 import { UnsupportedError } from "../../tracing/manager.ts";
-import { assert, assertEquals, assertMatch, assertRejects } from "../../testing/assert.ts";
+import { assert, assertEquals, assertMatch, assertRejects, assertThrows } from "../../testing/assert.ts";
 import type { EventInput } from "../../events/sink.ts";
 import {
   acpiErrType,
@@ -18,7 +18,7 @@ import {
   jsonWithBigInts,
   mceErrType,
   RAS_HOOKS,
-  RAS_RECORD_SIZE,
+  RAS_RECORD,
   RAS_SOURCES,
   rasEventHandler,
   rasRecord,
@@ -33,7 +33,7 @@ const enc = new TextEncoder();
 
 /** A zeroed struct ras_event of `source` (index in RAS_SOURCES) with `fill` writing the payload. */
 function record(source: number, fill: (v: DataView, u8: Uint8Array) => void, cpu = 3): DataView {
-  const buf = new ArrayBuffer(8 + RAS_RECORD_SIZE);
+  const buf = new ArrayBuffer(8 + RAS_RECORD.size);
   const v = new DataView(buf, 8); // a record not at the start of its buffer
   v.setUint32(0, source, true);
   v.setUint32(4, cpu, true);
@@ -64,7 +64,7 @@ Deno.test("ras: MCE record → the seed's fields, 64-bit registers exact in info
     v.setUint8(114, 5); // bank
     v.setUint8(115, 6); // severity
   });
-  const r = rasRecord(v, 0);
+  const r = rasRecord(v, 0, RAS_RECORD.size);
   assertEquals(r.source, "mce");
   const d = rasTracerData(r, 1749600000000000000);
   assertEquals({ dev: d.dev, event: d.event, type: d.type, timestamp: d.timestamp }, {
@@ -108,7 +108,7 @@ Deno.test("ras: EDAC record (ras:mc_event arguments) → the seed's fields", () 
     u8.set(enc.encode("CPU_SrcID#0_Ha#0_Chan#0_DIMM#0"), 176);
     u8.set(enc.encode(" area:DRAM err_code:0000:009f socket:0 ha:0 channel_mask:1 rank:0"), 304);
   });
-  const d = rasTracerData(rasRecord(v, 0), 537792166031);
+  const d = rasTracerData(rasRecord(v, 0, RAS_RECORD.size), 537792166031);
   assertEquals(d.dev, "MEM");
   assertEquals(d.event, "EDAC");
   assertEquals(d.type, "Corrected");
@@ -157,7 +157,7 @@ Deno.test("ras: ACPI GHES non-standard record → GUIDs, FRU text, raw data (fir
     u8.set(enc.encode("CPU0_DIMM_A1"), 56);
     for (let i = 0; i < 256; i++) u8[88 + i] = i;
   });
-  const r = rasRecord(v, 0);
+  const r = rasRecord(v, 0, RAS_RECORD.size);
   assert(r.source === "acpi");
   assertEquals(r.data.length, 256);
   const d = rasTracerData(r, 1);
@@ -188,7 +188,7 @@ Deno.test("ras: PCIe AER record → dev, severity, decoded reason, TLP header", 
     [0x40000001, 0x0000220f, 0xc0000000, 0x00000000].forEach((w, i) => v.setUint32(24 + i * 4, w, true));
     u8.set(enc.encode("0000:3b:00.0"), 40);
   });
-  const d = rasTracerData(rasRecord(v, 0), 1749600000000000000);
+  const d = rasTracerData(rasRecord(v, 0, RAS_RECORD.size), 1749600000000000000);
   assertEquals([d.dev, d.event, d.type], ["PCIe 0000:3b:00.0", "AER", "UncorrectedRecoverable"]);
   assertEquals(
     d.info,
@@ -200,7 +200,7 @@ Deno.test("ras: PCIe AER record → dev, severity, decoded reason, TLP header", 
     v.setUint8(20, 2); // AER_CORRECTABLE
     u8.set(enc.encode("0000:01:00.1"), 40);
   });
-  const c = JSON.parse(rasTracerData(rasRecord(noTlp, 0), 0).info);
+  const c = JSON.parse(rasTracerData(rasRecord(noTlp, 0, RAS_RECORD.size), 0).info);
   assertEquals(c.err_type, "Corrected");
   assertEquals(c.err_reason, "Receiver Error, Bad TLP, Bad DLLP, Unknown 0x00010000");
   assertEquals(c.tlp_header, "not available");
@@ -215,7 +215,7 @@ Deno.test("ras: PCIe AER record → dev, severity, decoded reason, TLP header", 
 
 Deno.test("ras: threshold interrupt record; unknown sources and short records are errors", () => {
   const v = record(4, (v) => v.setInt32(16, 0xf9, true), 1);
-  const d = rasTracerData(rasRecord(v, 0), 5, { suppressed: 3 });
+  const d = rasTracerData(rasRecord(v, 0, RAS_RECORD.size), 5, { suppressed: 3 });
   assertEquals(d, {
     dev: "CPU/MEM",
     event: "MCE_THRESHOLD",
@@ -225,18 +225,19 @@ Deno.test("ras: threshold interrupt record; unknown sources and short records ar
   });
   let threw = "";
   try {
-    rasRecord(record(5, () => {}), 0);
+    rasRecord(record(5, () => {}), 0, RAS_RECORD.size);
   } catch (e) {
     threw = String(e);
   }
   assertMatch(threw, /unknown source 5/);
   threw = "";
   try {
-    rasRecord(v, 1);
+    rasRecord(v, 0, RAS_RECORD.size - 1); // the ring's length counts, not the buffer's
   } catch (e) {
     threw = String(e);
   }
   assertMatch(threw, /too short/);
+  assertThrows(() => rasRecord(v, 1, RAS_RECORD.size), RangeError);
   assertEquals(
     jsonWithBigInts({ a: 18446744073709551615n, b: 'x"y', c: -1 }),
     '{"a":18446744073709551615,"b":"x\\"y","c":-1}',
@@ -257,13 +258,13 @@ Deno.test("ras: MCE threshold events are saved at most once per MceThrBackoff; o
     v.setUint8(20, 2);
     u8.set(enc.encode("0000:01:00.0"), 40);
   });
-  onRecord(thr, 0, RAS_RECORD_SIZE); // saved
+  onRecord(thr, 0, RAS_RECORD.size); // saved
   for (now = 1000; now < 1800_000; now += 60_000) {
-    onRecord(thr, 0, RAS_RECORD_SIZE); // 30 held back
-    onRecord(aer, 0, RAS_RECORD_SIZE); // every AER saved
+    onRecord(thr, 0, RAS_RECORD.size); // 30 held back
+    onRecord(aer, 0, RAS_RECORD.size); // every AER saved
   }
   now = 1800_000;
-  onRecord(thr, 0, RAS_RECORD_SIZE); // saved, saying how many were held back
+  onRecord(thr, 0, RAS_RECORD.size); // saved, saying how many were held back
   const thrDocs = got.filter((e) => (e.data as { event: string }).event === "MCE_THRESHOLD");
   assertEquals(thrDocs.length, 2);
   assertEquals(got.length - thrDocs.length, 30);

@@ -5,7 +5,7 @@
 
 import type { BpfMap } from "../../../ffi/libbpf.ts";
 import { BpfTracer } from "../../bpf/tracer.ts";
-import { hashZones, sumPerCpu } from "../../bpf/zones.ts";
+import { hashZones, sumPerCpuZones } from "../../bpf/zones.ts";
 import { containerLabels, controllerLookup } from "../../pod/container.ts";
 import { defineCollector } from "../collector.ts";
 import { gauge, type Sample } from "../sample.ts";
@@ -59,7 +59,7 @@ export default defineCollector("runqlat", ({ bpf, containers }) => {
   return {
     tracer,
     collect() {
-      const zones = sumPerCpu(tracer.object.map("runqlat_host"), RUNQLAT_ZONES);
+      const zones = sumPerCpuZones(tracer.object.map("runqlat_host"), RUNQLAT_ZONES);
       const out = zones.map((v, i) =>
         gauge("runqlat_latency", "cpu run queue latency for the host", v, { zone: String(i) })
       );

@@ -5,6 +5,7 @@
 // the CPU, the task the watchdog named and a backtrace of every CPU.
 
 import type { RecordHandler } from "../../../ffi/events.ts";
+import { recordLayout, RecordReader } from "../../bpf/record.ts";
 import { BpfTracer } from "../../bpf/tracer.ts";
 import { readCounter } from "../../bpf/zones.ts";
 import { StormBackoff } from "../../events/backoff.ts";
@@ -15,12 +16,15 @@ import { defineCollector } from "../collector.ts";
 import { counter } from "../sample.ts";
 import { taskCgroupId } from "../../events/tracers/task_cgroup.ts";
 
-const decoder = new TextDecoder();
-
-/** Bytes of message text in struct softlockup_event (bpf/softlockup.bpf.c). */
+/** Bytes of message text in struct softlockup_event. */
 export const SOFTLOCKUP_TEXT_MAX = 192;
-/** sizeof(struct softlockup_event). */
-export const SOFTLOCKUP_RECORD_SIZE = 8 + SOFTLOCKUP_TEXT_MAX;
+
+/** struct softlockup_event in bpf/softlockup.bpf.c. */
+export const SOFTLOCKUP_RECORD = recordLayout("softlockup.o", "softlockup_event", 200, {
+  cpu: 0,
+  len: 4,
+  text: 8,
+});
 
 export interface SoftlockupRecord {
   /** CPU the report was printed on (the watchdog runs on the stuck CPU). */
@@ -28,20 +32,12 @@ export interface SoftlockupRecord {
   text: string;
 }
 
-/** Decodes one struct softlockup_event. */
-export function softlockupRecord(view: DataView, offset: number): SoftlockupRecord {
-  if (view.byteLength - offset < SOFTLOCKUP_RECORD_SIZE) {
-    throw new RangeError(
-      `softlockup record too short: ${view.byteLength - offset} < ${SOFTLOCKUP_RECORD_SIZE}`,
-    );
-  }
-  const len = Math.min(view.getUint32(offset + 4, true), SOFTLOCKUP_TEXT_MAX);
-  const bytes = new Uint8Array(view.buffer, view.byteOffset + offset + 8, len);
-  const nul = bytes.indexOf(0);
-  return {
-    cpu: view.getUint32(offset, true),
-    text: decoder.decode(nul < 0 ? bytes : bytes.subarray(0, nul)),
-  };
+/** Decodes one struct softlockup_event of `length` bytes at `offset` of `view`. */
+export function softlockupRecord(view: DataView, offset: number, length: number): SoftlockupRecord {
+  const r = RecordReader.of(SOFTLOCKUP_RECORD, view, offset, length);
+  const f = SOFTLOCKUP_RECORD.fields;
+  // Only the first len bytes are this message's (the rest is an earlier one's).
+  return { cpu: r.u32(f.cpu), text: r.cString(f.text, Math.min(r.u32(f.len), SOFTLOCKUP_TEXT_MAX)) };
 }
 
 export interface SoftlockupReport {
@@ -74,8 +70,8 @@ function onRecord(
   backoff: StormBackoff,
   events?: EventSink,
 ): RecordHandler {
-  return (view, offset) => {
-    const r = softlockupRecord(view, offset);
+  return (view, offset, length) => {
+    const r = softlockupRecord(view, offset, length);
     const data = softlockupTracerData(r);
     const d = backoff.occur();
     if (!d.report) {

@@ -7,10 +7,11 @@ import { BpfRuntime, BpfTracer } from "../../bpf/tracer.ts";
 import { readCounter } from "../../bpf/zones.ts";
 import { silentLogger } from "../../log/logger.ts";
 import { assertEquals, assertThrows } from "../../testing/assert.ts";
-import { hungtaskRecord } from "./hungtask.ts";
+import { ShortRecordError } from "../../bpf/record.ts";
+import { HUNGTASK_RECORD, hungtaskRecord } from "./hungtask.ts";
 import {
   parseSoftlockupLine,
-  SOFTLOCKUP_RECORD_SIZE,
+  SOFTLOCKUP_RECORD,
   SOFTLOCKUP_TEXT_MAX,
   softlockupRecord,
   softlockupTracerData,
@@ -44,7 +45,7 @@ Deno.test("parseSoftlockupLine: the watchdog's report, with or without a time st
 });
 
 function softRecord(cpu: number, text: string, lenOverride?: number): DataView {
-  const buf = new ArrayBuffer(4 + SOFTLOCKUP_RECORD_SIZE);
+  const buf = new ArrayBuffer(4 + SOFTLOCKUP_RECORD.size);
   const v = new DataView(buf, 4);
   const bytes = new TextEncoder().encode(text).subarray(0, SOFTLOCKUP_TEXT_MAX);
   v.setUint32(0, cpu, true);
@@ -56,21 +57,27 @@ function softRecord(cpu: number, text: string, lenOverride?: number): DataView {
 }
 
 Deno.test("softlockupRecord decodes struct softlockup_event; tracer_data falls back to the printing CPU", () => {
-  assertEquals(SOFTLOCKUP_RECORD_SIZE, 200);
+  assertEquals(SOFTLOCKUP_RECORD.size, 200);
   const line = "watchdog: BUG: soft lockup - CPU#3 stuck for 26s! [stress-ng:4242]";
-  const r = softlockupRecord(softRecord(3, line), 0);
+  const r = softlockupRecord(softRecord(3, line), 0, SOFTLOCKUP_RECORD.size);
   assertEquals(r, { cpu: 3, text: line });
   assertEquals(softlockupTracerData(r), { cpu: 3, pid: 4242, comm: "stress-ng" });
   // A line cut by the 192-byte capture (a long prefix) keeps the CPU the BPF program saw.
   const cut = softlockupRecord(
     softRecord(1, `${"x".repeat(180)}watchdog: BUG: soft lockup - CPU#1 stuck`),
     0,
+    SOFTLOCKUP_RECORD.size,
   );
   assertEquals(cut.text.length, SOFTLOCKUP_TEXT_MAX);
   assertEquals(softlockupTracerData(cut), { cpu: 1, pid: 0, comm: "" });
   // A length beyond the text field is clamped.
-  assertEquals(softlockupRecord(softRecord(0, "ab", 1000), 0).text.length, SOFTLOCKUP_TEXT_MAX);
-  assertThrows(() => softlockupRecord(softRecord(0, "x"), 8), RangeError);
+  assertEquals(
+    softlockupRecord(softRecord(0, "ab", 1000), 0, SOFTLOCKUP_RECORD.size).text.length,
+    SOFTLOCKUP_TEXT_MAX,
+  );
+  // The ring's length counts: a short record is rejected even inside a large buffer.
+  assertThrows(() => softlockupRecord(softRecord(0, "x"), 0, SOFTLOCKUP_RECORD.size - 1), ShortRecordError);
+  assertThrows(() => softlockupRecord(softRecord(0, "x"), 8, SOFTLOCKUP_RECORD.size), RangeError);
 });
 
 Deno.test("hungtaskRecord decodes struct hungtask_event", () => {
@@ -78,7 +85,12 @@ Deno.test("hungtaskRecord decodes struct hungtask_event", () => {
   v.setUint32(8, 2567042, true);
   new Uint8Array(v.buffer, 12, 16).set(new TextEncoder().encode("kworker/u48:2"));
   v.setBigUint64(32, 987654321n, true);
-  assertEquals(hungtaskRecord(v, 8), { pid: 2567042, comm: "kworker/u48:2", ts: 987654321n });
+  assertEquals(hungtaskRecord(v, 8, HUNGTASK_RECORD.size), {
+    pid: 2567042,
+    comm: "kworker/u48:2",
+    ts: 987654321n,
+  });
+  assertThrows(() => hungtaskRecord(v, 8, HUNGTASK_RECORD.size - 1), ShortRecordError);
 });
 
 const skip = Deno.uid() !== 0 ? "needs root" : (() => {
@@ -101,7 +113,7 @@ Deno.test({
     const t = new BpfTracer({
       name: "softlockup",
       object: "softlockup.o",
-      buffers: [{ map: "softlockup_events", onRecord: (v, o) => got.push(softlockupRecord(v, o)) }],
+      buffers: [{ map: "softlockup_events", onRecord: (v, o, l) => got.push(softlockupRecord(v, o, l)) }],
     }, new BpfRuntime(OUT));
     await t.start({ log: silentLogger, signal: new AbortController().signal, fail: () => {} });
     try {
