@@ -1,8 +1,8 @@
 // huatuo-bamai: HUATUO kernel observability agent.
 
-import { EXIT_USAGE, runAgent } from "./src/agent.ts";
+import { EXIT_USAGE, runAgent } from "./src/agent/agent.ts";
 import { parseArgs, usage, UsageError } from "./src/cli/flags.ts";
-import { VERSION } from "./src/version.ts";
+import { VERSION } from "./src/core/version.ts";
 
 async function main(args: string[]): Promise<number> {
   let cmd;

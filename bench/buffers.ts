@@ -47,7 +47,7 @@ import { RingBufferReader } from "../ffi/ringbuf.ts";
 import { PerfBufferReader } from "../ffi/perfbuf.ts";
 import { DEFAULT_BUDGET_PER_TICK, EventReaderBase, type RecordHandler } from "../ffi/events.ts";
 import { Registry } from "../src/metrics/registry.ts";
-import { COLLECTORS } from "../src/metrics/collectors/index.ts";
+import { COLLECTORS } from "../src/features/index.ts";
 import { HostFs } from "../src/host/fs.ts";
 import { defaultConfig } from "../src/config/schema.ts";
 import { silentLogger } from "../src/log/logger.ts";

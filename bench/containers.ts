@@ -33,11 +33,11 @@ import { BINARY, ROOT } from "../integration/agent.ts";
 import { HostFs } from "../src/host/fs.ts";
 import { silentLogger } from "../src/log/logger.ts";
 import { findHierarchies, type Hierarchy } from "../src/pod/discovery.ts";
-import { randomHex, removeCgroupTree } from "../src/pod/cgroup_test_tree.ts";
+import { randomHex, removeCgroupTree } from "../testing/cgroup_tree.ts";
 import { CgroupContainerRegistry, DEFAULT_REFRESH_MS } from "../src/pod/registry.ts";
 import { defaultConfig } from "../src/config/schema.ts";
 import { BpfRuntime } from "../src/bpf/tracer.ts";
-import { CONTAINER_COLLECTORS } from "../src/metrics/collectors/containers/index.ts";
+import { CONTAINER_COLLECTORS } from "../src/features/shared/container_part.ts";
 import {
   clockTick,
   digest,

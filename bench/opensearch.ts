@@ -22,7 +22,7 @@
 
 import { startOpenSearch } from "../integration/opensearch.ts";
 import { createLogger } from "../src/log/logger.ts";
-import { type EventDocument, newDocument } from "../src/storage/document.ts";
+import { type EventDocument, newDocument } from "../src/core/document.ts";
 import { bulkBody, type EsSettings, OpenSearchTransport, Shipper } from "../src/storage/opensearch.ts";
 import { Outbox } from "../src/storage/outbox.ts";
 import {

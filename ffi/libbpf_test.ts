@@ -7,7 +7,7 @@ import {
   assertMatch,
   assertStrictEquals,
   assertThrows,
-} from "../src/testing/assert.ts";
+} from "../testing/assert.ts";
 import {
   BPF_NOEXIST,
   BpfError,

@@ -1,4 +1,4 @@
-import { assert, assertEquals, assertMatch, assertThrows } from "../src/testing/assert.ts";
+import { assert, assertEquals, assertMatch, assertThrows } from "../testing/assert.ts";
 import {
   AF_NETLINK,
   close,

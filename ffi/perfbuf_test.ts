@@ -3,7 +3,7 @@
 // {u64 seq, u64 ts, u32 cpu, u32 pid, u64 payload = seq ^ payload_xor}.
 // They need root and `./build.sh bpf`; otherwise they are ignored with the
 // reason printed once.
-import { assert, assertEquals, assertStrictEquals, assertThrows } from "../src/testing/assert.ts";
+import { assert, assertEquals, assertStrictEquals, assertThrows } from "../testing/assert.ts";
 import { BpfError, BpfObject, numPossibleCpus } from "./libbpf.ts";
 import { ENODEV, ErrnoError, pageSize, perfEventOpen } from "./libc.ts";
 import { PerfBufferReader } from "./perfbuf.ts";
@@ -17,7 +17,7 @@ import {
   floodTestSetup,
   openFloodObject,
   triggerFlood,
-} from "./testing_flood.ts";
+} from "../testing/flood.ts";
 
 const RAW_SIZE = FLOOD_RECORD_SIZE + 4; // round_up(4 + 32, 8) - 4: the kernel's padding
 // Bytes per sample in the ring: header 8 + u32 size + 36.

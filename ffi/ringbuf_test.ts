@@ -3,7 +3,7 @@
 // {u64 seq, u64 ts, u32 cpu, u32 pid, u64 payload = seq ^ payload_xor}.
 // They need root and `./build.sh bpf`; otherwise they are ignored with the
 // reason printed once.
-import { assert, assertEquals, assertStrictEquals, assertThrows } from "../src/testing/assert.ts";
+import { assert, assertEquals, assertStrictEquals, assertThrows } from "../testing/assert.ts";
 import { BpfError, BpfObject, numPossibleCpus } from "./libbpf.ts";
 import { RingBufferReader } from "./ringbuf.ts";
 import {
@@ -16,7 +16,7 @@ import {
   floodTestSetup,
   openFloodObject,
   triggerFlood,
-} from "./testing_flood.ts";
+} from "../testing/flood.ts";
 
 const bpfTest = floodTestSetup("ffi/ringbuf_test.ts");
 

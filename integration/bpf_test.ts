@@ -5,10 +5,10 @@
 // counts. Root only (loads BPF, creates loop devices, mounts, netns, cgroups,
 // changes sysctls); everything is undone in finally blocks.
 
-import { assert, assertEquals } from "../src/testing/assert.ts";
+import { assert, assertEquals } from "../testing/assert.ts";
 import { BpfObject } from "../ffi/libbpf.ts";
 import { BpfRuntime, BpfTracer } from "../src/bpf/tracer.ts";
-import { memcgReclaimByCgroup } from "../src/metrics/collectors/memory_reclaim.ts";
+import { memcgReclaimByCgroup } from "../src/features/memory_reclaim/memory_reclaim.ts";
 import { createLogger } from "../src/log/logger.ts";
 import {
   heldProgIds,

@@ -1,8 +1,8 @@
 // The real binary's command line, config errors, HTTP errors, and lifecycle.
 
-import { assert, assertEquals, assertMatch } from "../src/testing/assert.ts";
+import { assert, assertEquals, assertMatch } from "../testing/assert.ts";
 import { confWithPort, freePort, isRoot, runBinary, startAgent } from "./agent.ts";
-import { exists } from "../src/testing/fs.ts";
+import { exists } from "../testing/fs.ts";
 
 function tempConf(text: string): { dir: string; file: string } {
   const dir = Deno.makeTempDirSync({ prefix: "huatuo-cli-" });

@@ -12,8 +12,8 @@
 // within one registry refresh (10 s), and the agent deletes its keys from the
 // three BPF maps.
 
-import { assert, assertEquals } from "../src/testing/assert.ts";
-import { CGROUP_MOUNT, CgroupTestTree, randomHex, removeCgroupTree } from "../src/pod/cgroup_test_tree.ts";
+import { assert, assertEquals } from "../testing/assert.ts";
+import { CGROUP_MOUNT, CgroupTestTree, randomHex, removeCgroupTree } from "../testing/cgroup_tree.ts";
 import { isRoot, type RunningAgent, scrape, startAgent } from "./agent.ts";
 import {
   type Cleanup,

@@ -14,8 +14,8 @@
 // net_rx_latency's ExcludedContainerQos is covered by
 // src/events/tracers/net_rx_latency_test.ts (the filter on a resolver's QoS).
 
-import { assert, assertEquals } from "../src/testing/assert.ts";
-import { CgroupTestTree, type ContainerSpec, randomHex } from "../src/pod/cgroup_test_tree.ts";
+import { assert, assertEquals } from "../testing/assert.ts";
+import { CgroupTestTree, type ContainerSpec, randomHex } from "../testing/cgroup_tree.ts";
 import { isRoot, type RunningAgent, scrape, startAgent } from "./agent.ts";
 import { parseExposition } from "./prom.ts";
 

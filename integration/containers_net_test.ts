@@ -8,8 +8,8 @@
 // registry refresh while its pod mate's stay; a container whose process died
 // before the refresh is skipped without failing the scrape.
 
-import { assert, assertEquals } from "../src/testing/assert.ts";
-import { CgroupTestTree, randomHex, statInode } from "../src/pod/cgroup_test_tree.ts";
+import { assert, assertEquals } from "../testing/assert.ts";
+import { CgroupTestTree, randomHex, statInode } from "../testing/cgroup_tree.ts";
 import { isRoot, type RunningAgent, scrape, startAgent } from "./agent.ts";
 import { type ParsedSeries, parseExposition } from "./prom.ts";
 

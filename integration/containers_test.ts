@@ -5,8 +5,8 @@
 // with its ids, pid and labels, filters by id prefix, answers a bad query with
 // a JSON 400, and drops a removed container within one refresh (10 s).
 
-import { assert, assertEquals } from "../src/testing/assert.ts";
-import { CgroupTestTree, sampleSpecs, statInode } from "../src/pod/cgroup_test_tree.ts";
+import { assert, assertEquals } from "../testing/assert.ts";
+import { CgroupTestTree, sampleSpecs, statInode } from "../testing/cgroup_tree.ts";
 import { isRoot, type RunningAgent, startAgent } from "./agent.ts";
 import type { Container, PodInfo } from "../src/pod/container.ts";
 

@@ -2,7 +2,7 @@
 // /v1/tracers/{name}/stop and /start need the bearer token; stopping a BPF
 // tracer releases its programs in the kernel, starting it loads them again.
 
-import { assert, assertEquals } from "../src/testing/assert.ts";
+import { assert, assertEquals } from "../testing/assert.ts";
 import { confWithPort, heldProgIds, isRoot, startAgent } from "./agent.ts";
 
 const TOKEN = "it-token-0123";

@@ -5,7 +5,7 @@
 // by the test itself over the agent's window (found by watching the value
 // change at each window boundary).
 
-import { assert } from "../src/testing/assert.ts";
+import { assert } from "../testing/assert.ts";
 import { type RunningAgent, scrape, startAgent } from "./agent.ts";
 import { type Cleanup, sleep, spawnBackground, withCleanup } from "./load.ts";
 import { parseExposition } from "./prom.ts";

@@ -4,7 +4,7 @@
 // POST /v1/events/watch, and the drop counted on /metrics.
 
 import { bind, close, sendto, socket } from "../ffi/libc.ts";
-import { assert, assertEquals, assertMatch } from "../src/testing/assert.ts";
+import { assert, assertEquals, assertMatch } from "../testing/assert.ts";
 import { isRoot, scrape, startAgent } from "./agent.ts";
 
 const AF_INET = 2, SOCK_DGRAM = 2;

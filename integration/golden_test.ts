@@ -2,7 +2,7 @@
 // `unshare --uts` with hostname huatuo-dev, scraped and compared sample by
 // sample with <root>/expected_metrics/*.txt; then `promtool check metrics`.
 
-import { assert, assertEquals } from "../src/testing/assert.ts";
+import { assert, assertEquals } from "../testing/assert.ts";
 import { isRoot, ROOT, scrape, startAgent } from "./agent.ts";
 import { compareExpected, parseExposition, readExpected } from "./prom.ts";
 

@@ -3,7 +3,7 @@
 // another host (a network namespace behind a veth pair) with and without the
 // token.
 
-import { assert, assertEquals } from "../src/testing/assert.ts";
+import { assert, assertEquals } from "../testing/assert.ts";
 import { confWithPort, isRoot, type RunningAgent, startAgent } from "./agent.ts";
 import { run, sleep, withCleanup } from "./load.ts";
 

@@ -13,8 +13,8 @@
 //   the RAS tracepoints tracefs lists, and all five ras_hw_total series exist
 //   at 0.
 
-import { assert, assertEquals, assertMatch } from "../src/testing/assert.ts";
-import { RAS_HOOKS, RAS_SOURCES } from "../src/metrics/collectors/ras.ts";
+import { assert, assertEquals, assertMatch } from "../testing/assert.ts";
+import { RAS_HOOKS, RAS_SOURCES } from "../src/features/ras/ras.ts";
 import { confWithPort, isRoot, type RunningAgent, scrape, startAgent } from "./agent.ts";
 import { parseExposition } from "./prom.ts";
 import { frozenWriter, kmsg, readSysctl, setSysctl, sleep, withCleanup } from "./load.ts";

@@ -5,7 +5,7 @@
 // are made fresh with openssl for every run. The read-only port is a Deno.serve
 // stand-in. No root needed; openssl must be installed.
 
-import { assert, assertEquals, assertMatch } from "../src/testing/assert.ts";
+import { assert, assertEquals, assertMatch } from "../testing/assert.ts";
 import { createLogger, type Logger } from "../src/log/logger.ts";
 import { KubeletClient, kubeletCollector } from "../src/pod/kubelet.ts";
 

@@ -1,7 +1,7 @@
 // The real binary on this host's real /proc: every host collector succeeds, and
 // a handful of values agree with the source files read around the same scrape.
 
-import { assert, assertEquals } from "../src/testing/assert.ts";
+import { assert, assertEquals } from "../testing/assert.ts";
 import { HOST_COLLECTORS, scrape, startAgent } from "./agent.ts";
 import { type ParsedSeries, parseExposition } from "./prom.ts";
 

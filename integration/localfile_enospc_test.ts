@@ -5,7 +5,7 @@
 // and storage_local_failed_total{tracer} must equal exactly the documents lost
 // (events_total{tracer} minus the lines on disk).
 
-import { assert, assertEquals } from "../src/testing/assert.ts";
+import { assert, assertEquals } from "../testing/assert.ts";
 import { isRoot, type RunningAgent, scrape, startAgent } from "./agent.ts";
 import { closedUdpPortRange, run, sleep, udpDrops, withCleanup } from "./load.ts";
 import { parseExposition } from "./prom.ts";

@@ -3,7 +3,7 @@
 // <LocalFile.Path>/net_rx_latency and one CloudEvent on /v1/events/watch,
 // with the reader's 5-tuple, pid and comm, marked by an IssuesList rule.
 
-import { assert, assertEquals } from "../src/testing/assert.ts";
+import { assert, assertEquals } from "../testing/assert.ts";
 import { isRoot, ROOT, startAgent } from "./agent.ts";
 
 const NS = "huatuo-it-rx-e2e";

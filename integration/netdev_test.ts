@@ -6,7 +6,7 @@
 // here), and netdev_txqueue_timeout running (its BPF program attached; a real TX
 // timeout cannot be caused on this machine, see its unit test).
 
-import { assert, assertEquals } from "../src/testing/assert.ts";
+import { assert, assertEquals } from "../testing/assert.ts";
 import { isRoot, type RunningAgent, scrape, startAgent } from "./agent.ts";
 import { parseExposition } from "./prom.ts";
 

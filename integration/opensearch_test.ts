@@ -1,7 +1,7 @@
 // The OpenSearch test node itself: a real node indexes, searches, survives a stop/start with its data, treats
 // a re-sent _id as an update, reports its start failures with its log, and leaves no java process behind.
 
-import { assert, assertEquals, assertMatch, assertRejects } from "../src/testing/assert.ts";
+import { assert, assertEquals, assertMatch, assertRejects } from "../testing/assert.ts";
 import { freePort, ROOT } from "./agent.ts";
 import { buildOpenSearch, openSearchAvailable, type OpenSearchNode, startOpenSearch } from "./opensearch.ts";
 

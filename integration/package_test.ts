@@ -2,7 +2,7 @@
 // working agent: its files land where the unit expects them and the packaged
 // binary runs with the packaged config.
 
-import { assert, assertEquals, assertMatch } from "../src/testing/assert.ts";
+import { assert, assertEquals, assertMatch } from "../testing/assert.ts";
 import { freePort, ROOT } from "./agent.ts";
 
 async function run(cmd: string, args: string[], cwd = ROOT): Promise<string> {

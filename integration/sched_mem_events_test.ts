@@ -7,10 +7,10 @@
 // Each must arrive as a document in <LocalFile.Path>/<tracer> and as a
 // CloudEvent on POST /v1/events/watch.
 
-import { assert, assertEquals, assertMatch } from "../src/testing/assert.ts";
+import { assert, assertEquals, assertMatch } from "../testing/assert.ts";
 import { isRoot, startAgent } from "./agent.ts";
 import { type Cleanup, memoryCgroup, PYTHON, sleep, withCleanup } from "./load.ts";
-import { exists } from "../src/testing/fs.ts";
+import { exists } from "../testing/fs.ts";
 
 const MEMCG_V1 = "/sys/fs/cgroup/memory/memory.limit_in_bytes";
 const skip = !isRoot()

@@ -7,8 +7,8 @@
 //      with a clear log line while the document stays queued (and arrives after a restart with the right
 //      one), InsecureSkipVerify works with a warning.
 
-import { assert, assertEquals, assertMatch } from "../src/testing/assert.ts";
-import type { EventDocument } from "../src/storage/document.ts";
+import { assert, assertEquals, assertMatch } from "../testing/assert.ts";
+import type { EventDocument } from "../src/core/document.ts";
 import { isRoot, type RunningAgent, scrape, startAgent } from "./agent.ts";
 import { type Cleanup, type MemCgroup, memoryCgroup, sleep, withCleanup } from "./load.ts";
 import { openSearchAvailable, type OpenSearchNode, startOpenSearch } from "./opensearch.ts";

@@ -7,7 +7,7 @@
 //   - `: ping` arrives every KeepAliveInterval on an idle stream;
 //   - a stream still open does not hold up the agent's shutdown.
 
-import { assert, assertEquals } from "../src/testing/assert.ts";
+import { assert, assertEquals } from "../testing/assert.ts";
 import { isRoot, type RunningAgent, startAgent } from "./agent.ts";
 import { closedUdpPortRange, sleep, udpDrops } from "./load.ts";
 

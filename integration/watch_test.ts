@@ -3,7 +3,7 @@
 // rejects a bad filter with a JSON 400. (Real kernel events on the stream:
 // see the hungtask step of bpf_test.ts.)
 
-import { assert, assertEquals, assertMatch } from "../src/testing/assert.ts";
+import { assert, assertEquals, assertMatch } from "../testing/assert.ts";
 import { startAgent } from "./agent.ts";
 
 const conf = (port: number) =>

@@ -4,7 +4,7 @@
 // vocabulary imports nothing at all, and no two modules import each other
 // through any path. docs/architecture.md draws the same floors.
 
-import { assertEquals } from "./testing/assert.ts";
+import { assertEquals } from "../testing/assert.ts";
 
 const ROOT = new URL("..", import.meta.url).pathname;
 

@@ -1,4 +1,4 @@
-import { assert, assertEquals } from "../testing/assert.ts";
+import { assert, assertEquals } from "../../testing/assert.ts";
 import { KernelSymbols, parseKallsyms } from "./ksyms.ts";
 
 const SAMPLE = [

@@ -4,18 +4,18 @@
 // fails here, in a plain unit test.
 
 import { Btf, BTF_KIND } from "../../ffi/btf.ts";
-import { assert, assertEquals } from "../testing/assert.ts";
+import { assert, assertEquals } from "../../testing/assert.ts";
 import type { RecordLayout } from "./record.ts";
 import { CPU_STACK_RECORD } from "../events/kernel_stacks.ts";
-import { DROP_RECORD } from "../events/tracers/dropwatch.ts";
-import { RECLAIM_RECORD } from "../events/tracers/memory_reclaim_events.ts";
-import { NET_RX_RECORD } from "../events/tracers/net_rx_latency.ts";
-import { TXQUEUE_TIMEOUT_RECORD } from "../events/tracers/netdev_txqueue_timeout.ts";
-import { OOM_RECORD } from "../events/tracers/oom.ts";
-import { SOFTIRQ_RECORD } from "../events/tracers/softirq_tracing.ts";
-import { HUNGTASK_RECORD } from "../metrics/collectors/hungtask.ts";
-import { RAS_RECORD } from "../metrics/collectors/ras.ts";
-import { SOFTLOCKUP_RECORD } from "../metrics/collectors/softlockup.ts";
+import { DROP_RECORD } from "../features/dropwatch/tracer.ts";
+import { RECLAIM_RECORD } from "../features/memory_reclaim_events/memory_reclaim_events.ts";
+import { NET_RX_RECORD } from "../features/net_rx_latency/net_rx_latency.ts";
+import { TXQUEUE_TIMEOUT_RECORD } from "../features/netdev_txqueue_timeout/netdev_txqueue_timeout.ts";
+import { OOM_RECORD } from "../features/oom/oom.ts";
+import { SOFTIRQ_RECORD } from "../features/softirq_tracing/softirq_tracing.ts";
+import { HUNGTASK_RECORD } from "../features/hungtask/hungtask.ts";
+import { RAS_RECORD } from "../features/ras/ras.ts";
+import { SOFTLOCKUP_RECORD } from "../features/softlockup/softlockup.ts";
 
 const OUT = new URL("../../_output/bpf", import.meta.url).pathname;
 

@@ -1,6 +1,6 @@
 // RecordReader and the per-CPU sum on hand-built bytes.
 
-import { assertEquals, assertThrows } from "../testing/assert.ts";
+import { assertEquals, assertThrows } from "../../testing/assert.ts";
 import { recordLayout, RecordReader, ShortRecordError, sumPerCpu } from "./record.ts";
 
 const LAYOUT = recordLayout("test.o", "test_event", 24, { id: 0, comm: 4, stack: 8 });

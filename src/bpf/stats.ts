@@ -5,8 +5,8 @@
 // handler.
 
 import { bpfStatsEnabled } from "../../ffi/libbpf.ts";
-import type { Collector } from "../metrics/collector.ts";
-import { counter, gauge, type Sample } from "../metrics/sample.ts";
+import type { Collector } from "../features/feature.ts";
+import { counter, gauge, type Sample } from "../core/sample.ts";
 import type { BpfRuntime } from "./tracer.ts";
 
 export function bpfProgramsCollector(runtime: BpfRuntime): Collector {

@@ -2,7 +2,7 @@
 // tracing manager relies on (failed vs unsupported).
 import { silentLogger } from "../log/logger.ts";
 import { BpfError, LibbpfUnavailableError, setLibbpfLogger } from "../../ffi/libbpf.ts";
-import { assert, assertEquals, assertMatch, assertRejects, assertThrows } from "../testing/assert.ts";
+import { assert, assertEquals, assertMatch, assertRejects, assertThrows } from "../../testing/assert.ts";
 import { type TracerStatus, UnsupportedError } from "../tracing/manager.ts";
 import { BpfPermissionError, BpfRuntime, BpfTracer, classifyLoadError, PERMISSION_DENIED } from "./tracer.ts";
 import { readCounter } from "./zones.ts";
@@ -125,7 +125,7 @@ Deno.test("classifyLoadError: EPERM fails naming the privileges, no libbpf is un
 
 /** Runs testing_load_child.ts (through `wrapper`, e.g. setpriv) and returns the tracer status it printed. */
 async function childStatus(wrapper: string[], args: string[]): Promise<TracerStatus> {
-  const child = new URL("./testing_load_child.ts", import.meta.url).pathname;
+  const child = new URL("../../testing/load_child.ts", import.meta.url).pathname;
   const out = await new Deno.Command(wrapper[0], {
     args: [...wrapper.slice(1), Deno.execPath(), "run", "-A", "--quiet", child, ...args],
     stdout: "piped",

@@ -1,4 +1,4 @@
-import { assert, assertEquals, assertThrows } from "../testing/assert.ts";
+import { assert, assertEquals, assertThrows } from "../../testing/assert.ts";
 import { configPath, parseArgs, usage, UsageError } from "./flags.ts";
 
 Deno.test("seed example: --region example --config huatuo-bamai.conf", () => {

@@ -1,4 +1,4 @@
-import { assertEquals, assertStrictEquals } from "../testing/assert.ts";
+import { assertEquals, assertStrictEquals } from "../../testing/assert.ts";
 import { unknownNames, unknownNamesMessage } from "./blacklist.ts";
 
 const KNOWN = ["dropwatch", "netdev_events", "netdev", "cpu_util", "softirq", "softirq_tracing", "netdev_hw"];

@@ -1,4 +1,4 @@
-import { assert, assertEquals, assertStrictEquals } from "../testing/assert.ts";
+import { assert, assertEquals, assertStrictEquals } from "../../testing/assert.ts";
 import {
   configSchema,
   defaultConfig,

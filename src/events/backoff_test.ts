@@ -1,4 +1,4 @@
-import { assert, assertEquals, assertThrows } from "../testing/assert.ts";
+import { assert, assertEquals, assertThrows } from "../../testing/assert.ts";
 import { Cooldown, StormBackoff } from "./backoff.ts";
 
 const MIN = 60_000;

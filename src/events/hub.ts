@@ -7,7 +7,7 @@
 // cut off, so a slow reader never slows the others. A bounded replay window of
 // recent events lets a reconnecting subscriber resume after its last sequence.
 
-import type { EventDocument } from "../storage/document.ts";
+import type { EventDocument } from "../core/document.ts";
 
 export interface HubEvent {
   /** Monotonic, starting at 1; used as the SSE `id:`. */

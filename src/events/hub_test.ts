@@ -1,6 +1,6 @@
 import { EventHub } from "./hub.ts";
-import type { EventDocument } from "../storage/document.ts";
-import { assert, assertEquals, assertStrictEquals } from "../testing/assert.ts";
+import type { EventDocument } from "../core/document.ts";
+import { assert, assertEquals, assertStrictEquals } from "../../testing/assert.ts";
 
 function doc(tracer: string, extra: Partial<EventDocument> = {}): EventDocument {
   return {

@@ -26,7 +26,7 @@ import { kernelSymbols } from "../bpf/ksyms.ts";
 import { recordLayout, RecordReader, TASK_COMM_LEN } from "../bpf/record.ts";
 import { type HostFs, MAX_PROC_FILE_BYTES } from "../host/fs.ts";
 import { readTextFileBounded } from "../host/read.ts";
-import { formatTracerTime, localOffsetMinutes } from "../storage/document.ts";
+import { formatTracerTime, localOffsetMinutes } from "../core/document.ts";
 
 // ---------------------------------------------------------------------------
 // cpus_stack

@@ -6,7 +6,7 @@ import { BpfRuntime, BpfTracer } from "../bpf/tracer.ts";
 import { kernelSymbols } from "../bpf/ksyms.ts";
 import { ShortRecordError } from "../bpf/record.ts";
 import { HostFs } from "../host/fs.ts";
-import { assert, assertEquals, assertMatch, assertThrows } from "../testing/assert.ts";
+import { assert, assertEquals, assertMatch, assertThrows } from "../../testing/assert.ts";
 import {
   blockedTasksStacks,
   CPU_STACK_RECORD,

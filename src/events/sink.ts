@@ -4,7 +4,7 @@
 // fanned out to /v1/events/watch subscribers.
 
 import type { Logger } from "../log/logger.ts";
-import { type ContainerInfo, type EventDocument, newDocument, type TracerType } from "../storage/document.ts";
+import { type ContainerInfo, type EventDocument, newDocument, type TracerType } from "../core/document.ts";
 import type { LocalFileStore } from "../storage/localfile.ts";
 import type { EventHub } from "./hub.ts";
 import {

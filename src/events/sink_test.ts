@@ -1,4 +1,4 @@
-import { assertEquals } from "../testing/assert.ts";
+import { assertEquals } from "../../testing/assert.ts";
 import type { Container, ContainerRegistry } from "../pod/container.ts";
 import { eventContainer } from "./sink.ts";
 

@@ -1,5 +1,5 @@
 // Small parsers over text copied from a live /proc, plus garbled and truncated input.
-import { assertEquals, assertThrows } from "../testing/assert.ts";
+import { assertEquals, assertThrows } from "../../testing/assert.ts";
 import { countArpEntries, netnsInode } from "./arp.ts";
 import { parseBuddyInfo } from "./buddyinfo.ts";
 import { parseKeyValue } from "./keyvalue.ts";

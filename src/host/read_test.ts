@@ -1,4 +1,4 @@
-import { assert, assertEquals, assertMatch, assertRejects, assertThrows } from "../testing/assert.ts";
+import { assert, assertEquals, assertMatch, assertRejects, assertThrows } from "../../testing/assert.ts";
 import {
   fileKind,
   formatBytes,

@@ -1,7 +1,7 @@
 // Parser tests on real dump replies captured from a 6.18 kernel (see
 // fixtures/netlink/README.md); iproute2's JSON from the same instant is the oracle.
 
-import { assert, assertEquals, assertThrows } from "../testing/assert.ts";
+import { assert, assertEquals, assertThrows } from "../../testing/assert.ts";
 import {
   linkDumpRequest,
   NetlinkParseError,

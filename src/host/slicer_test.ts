@@ -1,4 +1,4 @@
-import { assert } from "../testing/assert.ts";
+import { assert } from "../../testing/assert.ts";
 import { Slicer } from "./slicer.ts";
 
 Deno.test("Slicer: no yield within a slice; a yield (timers run) once it is used up", async () => {

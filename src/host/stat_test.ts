@@ -1,4 +1,4 @@
-import { assert, assertEquals, assertThrows } from "../testing/assert.ts";
+import { assert, assertEquals, assertThrows } from "../../testing/assert.ts";
 import { cpuUtil, parseCpuLine, parseCpuTotal, totalTicks, ZERO_CPU_TIMES } from "./stat.ts";
 
 const STAT = `cpu  6333 0 2605 101210 493 0 124 74 0 0

@@ -1,7 +1,7 @@
 // WindowSampler: readings on its own timer, the last complete window for
 // every reader, since-start before the first window completes, read errors
 // surfaced and recovered; acquireCpuWindow: one shared /proc/stat sampler.
-import { assert, assertEquals, assertStrictEquals, assertThrows } from "../testing/assert.ts";
+import { assert, assertEquals, assertStrictEquals, assertThrows } from "../../testing/assert.ts";
 import { HostFs, SourceError } from "./fs.ts";
 import { acquireCpuWindow } from "./stat_window.ts";
 import { WindowSampler } from "./window.ts";

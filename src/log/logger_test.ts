@@ -1,4 +1,4 @@
-import { assert, assertEquals, assertMatch } from "../testing/assert.ts";
+import { assert, assertEquals, assertMatch } from "../../testing/assert.ts";
 import { createLogger, formatLine } from "./logger.ts";
 
 Deno.test("formatLine: logfmt with quoting only where needed", () => {

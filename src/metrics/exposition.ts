@@ -2,7 +2,7 @@
 // series by their label set, as the Go client does, so output is stable for
 // golden files and diffs.
 
-import type { Labels, MetricType } from "./sample.ts";
+import type { Labels, MetricType } from "../core/sample.ts";
 
 export const CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8";
 

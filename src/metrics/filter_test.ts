@@ -1,4 +1,4 @@
-import { assertEquals } from "../testing/assert.ts";
+import { assertEquals } from "../../testing/assert.ts";
 import { NameFilter } from "./filter.ts";
 
 Deno.test("no rules keeps everything", () => {

@@ -3,9 +3,9 @@
 // per-collector duration and success. A failing collector never fails the scrape.
 
 import type { Logger } from "../log/logger.ts";
-import type { Collector } from "./collector.ts";
+import type { Collector } from "../features/feature.ts";
 import { type Family, renderFamilies, type Series } from "./exposition.ts";
-import type { Labels, Sample } from "./sample.ts";
+import type { Labels, Sample } from "../core/sample.ts";
 
 export const METRIC_PREFIX = "huatuo_bamai_";
 

@@ -1,9 +1,9 @@
 import { silentLogger } from "../log/logger.ts";
-import { assert, assertEquals, assertMatch } from "../testing/assert.ts";
-import type { Collector } from "./collector.ts";
+import { assert, assertEquals, assertMatch } from "../../testing/assert.ts";
+import type { Collector } from "../features/feature.ts";
 import { renderLabels } from "./exposition.ts";
 import { Registry } from "./registry.ts";
-import { counter, gauge } from "./sample.ts";
+import { counter, gauge } from "../core/sample.ts";
 
 const ok: Collector = {
   name: "good",

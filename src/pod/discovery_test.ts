@@ -1,4 +1,4 @@
-import { assert, assertEquals } from "../testing/assert.ts";
+import { assert, assertEquals } from "../../testing/assert.ts";
 import { HostFs } from "../host/fs.ts";
 import {
   discoverContainers,
@@ -8,7 +8,7 @@ import {
   normalizeRoot,
   primaryHierarchy,
 } from "./discovery.ts";
-import { CgroupTestTree, randomHex, sampleSpecs, statInode } from "./cgroup_test_tree.ts";
+import { CgroupTestTree, randomHex, sampleSpecs, statInode } from "../../testing/cgroup_tree.ts";
 
 const fs = new HostFs();
 

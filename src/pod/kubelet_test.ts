@@ -1,4 +1,4 @@
-import { assert, assertEquals, assertMatch, assertRejects } from "../testing/assert.ts";
+import { assert, assertEquals, assertMatch, assertRejects } from "../../testing/assert.ts";
 import { createLogger, type Logger } from "../log/logger.ts";
 import { defaultConfig } from "../config/schema.ts";
 import {

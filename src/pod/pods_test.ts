@@ -1,4 +1,4 @@
-import { assertEquals, assertThrows } from "../testing/assert.ts";
+import { assertEquals, assertThrows } from "../../testing/assert.ts";
 import { parsePodList, parsePodListText, stripRuntimeScheme } from "./pods.ts";
 
 const ID = (c: string) => c.repeat(64);

@@ -2,8 +2,8 @@
 // knows and what the last cgroup-tree scan cost (it runs off the scrape path,
 // so its cost is invisible in scrape durations).
 
-import type { Collector } from "../metrics/collector.ts";
-import { gauge } from "../metrics/sample.ts";
+import type { Collector } from "../features/feature.ts";
+import { gauge } from "../core/sample.ts";
 import type { Container } from "./container.ts";
 
 export interface RegistryStatsSource {

@@ -1,4 +1,4 @@
-import { assertEquals } from "../testing/assert.ts";
+import { assertEquals } from "../../testing/assert.ts";
 import { containerRegistryCollector } from "./registry_stats.ts";
 import type { Container } from "./container.ts";
 

@@ -1,4 +1,4 @@
-import { assert, assertEquals } from "../testing/assert.ts";
+import { assert, assertEquals } from "../../testing/assert.ts";
 import { HostFs } from "../host/fs.ts";
 import { createLogger } from "../log/logger.ts";
 import type { PodInfo } from "./container.ts";
@@ -9,7 +9,7 @@ import {
   removeCgroupTree,
   sampleSpecs,
   statInode,
-} from "./cgroup_test_tree.ts";
+} from "../../testing/cgroup_tree.ts";
 
 function capture() {
   const lines: string[] = [];

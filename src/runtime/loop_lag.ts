@@ -2,8 +2,8 @@
 // documents, HTTP, SSE fan-out) shares one JS thread, so a long synchronous
 // stretch delays all of it. A 50 ms timer measures how late it fires.
 
-import type { Collector } from "../metrics/collector.ts";
-import { counter, gauge } from "../metrics/sample.ts";
+import type { Collector } from "../features/feature.ts";
+import { counter, gauge } from "../core/sample.ts";
 
 /** Lag above which a timer tick counts as a stall. */
 export const STALL_MS = 100;

@@ -1,4 +1,4 @@
-import { assertEquals } from "../testing/assert.ts";
+import { assertEquals } from "../../testing/assert.ts";
 import { LoopLagMonitor, memorySamples } from "./loop_lag.ts";
 
 Deno.test("loop lag: late ticks count as lag, 100 ms or more as a stall; max resets when read", () => {

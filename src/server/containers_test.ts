@@ -1,7 +1,7 @@
 import { silentLogger } from "../log/logger.ts";
 import { Registry } from "../metrics/registry.ts";
 import type { Container, ContainerRegistry } from "../pod/container.ts";
-import { assertEquals, assertMatch } from "../testing/assert.ts";
+import { assertEquals, assertMatch } from "../../testing/assert.ts";
 import { parseContainersQuery } from "./containers.ts";
 import { createHandler } from "./http.ts";
 

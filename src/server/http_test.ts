@@ -1,7 +1,7 @@
 import { silentLogger } from "../log/logger.ts";
 import { Registry } from "../metrics/registry.ts";
-import { gauge } from "../metrics/sample.ts";
-import { assertEquals, assertMatch } from "../testing/assert.ts";
+import { gauge } from "../core/sample.ts";
+import { assertEquals, assertMatch } from "../../testing/assert.ts";
 import { createHandler } from "./http.ts";
 import { parseListenAddr } from "./listen.ts";
 import { TracerManager } from "../tracing/manager.ts";

@@ -1,5 +1,5 @@
 import { silentLogger } from "../log/logger.ts";
-import { assertEquals, assertMatch } from "../testing/assert.ts";
+import { assertEquals, assertMatch } from "../../testing/assert.ts";
 import {
   bodyFraming,
   type Handler,

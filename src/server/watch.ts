@@ -6,7 +6,7 @@
 import { z } from "zod";
 import type { EventHub, HubEvent, Subscription } from "../events/hub.ts";
 import type { Logger } from "../log/logger.ts";
-import type { EventDocument } from "../storage/document.ts";
+import type { EventDocument } from "../core/document.ts";
 import { jsonResponse } from "./http.ts";
 
 export const WATCH_EVENT_TYPE = "tech.huatuo.kernel.event";

@@ -15,7 +15,7 @@
 
 import type { Config } from "../config/schema.ts";
 import { type Logger, silentLogger } from "../log/logger.ts";
-import type { EventDocument } from "./document.ts";
+import type { EventDocument } from "../core/document.ts";
 
 export interface LocalFileOptions {
   /** Directory for the record files; "" disables the store. */

@@ -1,7 +1,7 @@
 import { defaultConfig } from "../config/schema.ts";
 import { createLogger, type Logger } from "../log/logger.ts";
-import { assert, assertEquals, assertMatch, assertStrictEquals } from "../testing/assert.ts";
-import { type EventDocument, newDocument } from "./document.ts";
+import { assert, assertEquals, assertMatch, assertStrictEquals } from "../../testing/assert.ts";
+import { type EventDocument, newDocument } from "../core/document.ts";
 import { localFileOptions, LocalFileStore } from "./localfile.ts";
 import { localFileCollector } from "./metrics.ts";
 

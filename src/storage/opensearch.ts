@@ -16,7 +16,7 @@ import type { Client } from "@opensearch-project/opensearch";
 import { type Config, indexNameError } from "../config/schema.ts";
 import { readRegularFileSync } from "../host/read.ts";
 import type { Logger } from "../log/logger.ts";
-import type { EventDocument } from "./document.ts";
+import type { EventDocument } from "../core/document.ts";
 import { Outbox, type OutboxBatch, type OutboxDoc } from "./outbox.ts";
 
 export const ES_PASSWORD_ENV = "HUATUO_BAMAI_ES_PASSWORD";

@@ -6,11 +6,11 @@ import { defaultConfig } from "../config/schema.ts";
 import { EventHub } from "../events/hub.ts";
 import { createEventSink } from "../events/sink.ts";
 import { createLogger, type Logger } from "../log/logger.ts";
-import { assert, assertEquals, assertMatch, assertRejects } from "../testing/assert.ts";
+import { assert, assertEquals, assertMatch, assertRejects } from "../../testing/assert.ts";
 import { Buffer } from "node:buffer";
 import { Readable } from "node:stream";
 import { gzipSync } from "node:zlib";
-import { type EventDocument, newDocument } from "./document.ts";
+import { type EventDocument, newDocument } from "../core/document.ts";
 import { LocalFileStore } from "./localfile.ts";
 import { esStorageCollector } from "./metrics.ts";
 import {

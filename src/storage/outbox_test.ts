@@ -1,6 +1,6 @@
 import { createLogger, type Logger } from "../log/logger.ts";
-import { assert, assertEquals, assertMatch, assertRejects, assertThrows } from "../testing/assert.ts";
-import { newDocument } from "./document.ts";
+import { assert, assertEquals, assertMatch, assertRejects, assertThrows } from "../../testing/assert.ts";
+import { newDocument } from "../core/document.ts";
 import { countNewlines, documentId, Outbox, type OutboxBatch, segmentName } from "./outbox.ts";
 
 const enc = new TextEncoder();

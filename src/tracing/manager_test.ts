@@ -1,5 +1,5 @@
 import { silentLogger } from "../log/logger.ts";
-import { assert, assertEquals } from "../testing/assert.ts";
+import { assert, assertEquals } from "../../testing/assert.ts";
 import { type Tracer, type TracerContext, TracerManager, UnsupportedError } from "./manager.ts";
 
 const tick = (ms: number) => new Promise((r) => setTimeout(r, ms));

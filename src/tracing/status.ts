@@ -2,8 +2,8 @@
 // one, as node_exporter's systemd unit states do, so alerts can match
 // `huatuo_bamai_tracer_state{state="failed"} == 1`), and restart counts.
 
-import type { Collector } from "../metrics/collector.ts";
-import { counter, gauge, type Sample } from "../metrics/sample.ts";
+import type { Collector } from "../features/feature.ts";
+import { counter, gauge, type Sample } from "../core/sample.ts";
 import type { TracerManager, TracerState } from "./manager.ts";
 
 const STATES: readonly TracerState[] = [

@@ -1,15 +1,15 @@
 // Event tracers: long-running tracers whose output is events (documents on
 // disk and on the watch stream), not series. Names are BlackList names.
 
-import type { CollectorContext } from "../../metrics/collector.ts";
+import type { CollectorContext } from "../../features/feature.ts";
 import type { Tracer } from "../../tracing/manager.ts";
-import { type NetnsContainerResolver, netRxLatencyTracer } from "./net_rx_latency.ts";
+import { type NetnsContainerResolver, netRxLatencyTracer } from "../../features/net_rx_latency/net_rx_latency.ts";
 import { containerEventFields } from "../../pod/container.ts";
-import { oomTracer } from "./oom.ts";
-import { softirqTracingTracer } from "./softirq_tracing.ts";
-import { memoryReclaimEventsTracer } from "./memory_reclaim_events.ts";
-import { netdevBondingLacpTracer } from "./netdev_bonding_lacp.ts";
-import { netdevTxqueueTimeoutTracer } from "./netdev_txqueue_timeout.ts";
+import { oomTracer } from "../../features/oom/oom.ts";
+import { softirqTracingTracer } from "../../features/softirq_tracing/softirq_tracing.ts";
+import { memoryReclaimEventsTracer } from "../../features/memory_reclaim_events/memory_reclaim_events.ts";
+import { netdevBondingLacpTracer } from "../../features/netdev_bonding_lacp/netdev_bonding_lacp.ts";
+import { netdevTxqueueTimeoutTracer } from "../../features/netdev_txqueue_timeout/netdev_txqueue_timeout.ts";
 
 /** net_rx_latency's view of the container registry: event fields by network namespace. */
 function netnsResolver(ctx: CollectorContext): NetnsContainerResolver | undefined {

@@ -1,0 +1,27 @@
+// netstat_container_Tcp_* / netstat_container_TcpExt_*: the TCP counters of
+// each container's net namespace from /proc/<initPid>/net/{snmp,netstat}
+// (the files show the process's namespace, so no setns), with the host's
+// names, help and MetricCollector.Netstat Included/Excluded filter.
+
+import type { ContainerRegistry } from "../../pod/container.ts";
+import type { Collector, CollectorContext } from "../feature.ts";
+import { NameFilter } from "../../metrics/filter.ts";
+import { NETSTAT_SOURCES, netstatSamples } from "./netstat.ts";
+import { perNetns } from "../shared/netns.ts";
+
+export function netstatContainer({ fs, config }: CollectorContext, containers: ContainerRegistry): Collector {
+  const filter = new NameFilter(
+    config.MetricCollector.Netstat.Included,
+    config.MetricCollector.Netstat.Excluded,
+  );
+  return {
+    name: "netstat",
+    collect() {
+      return perNetns(fs, containers.list(), (pid) => {
+        const paths = NETSTAT_SOURCES.map(([rel]) => fs.proc(`${pid}/${rel}`));
+        const texts = paths.map((p) => fs.readTextSync(p));
+        return netstatSamples(texts, paths, filter, "netstat_container");
+      });
+    },
+  };
+}
