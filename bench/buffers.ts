@@ -47,7 +47,7 @@ import { RingBufferReader } from "../ffi/ringbuf.ts";
 import { PerfBufferReader } from "../ffi/perfbuf.ts";
 import { DEFAULT_BUDGET_PER_TICK, EventReaderBase, type RecordHandler } from "../ffi/events.ts";
 import { Registry } from "../src/metrics/registry.ts";
-import { COLLECTORS } from "../src/features/index.ts";
+import { FEATURES } from "../src/features/index.ts";
 import { HostFs } from "../src/host/fs.ts";
 import { defaultConfig } from "../src/config/schema.ts";
 import { silentLogger } from "../src/log/logger.ts";
@@ -377,7 +377,10 @@ function runConsumer(args: string[]): void {
   // programs' cost to the run (and without a tracer manager they only fail).
   const ctx = { fs: new HostFs(), config: defaultConfig(), log: silentLogger, bpf: new BpfRuntime("") };
   const registry = new Registry({ host: Deno.hostname(), region: "bench" }, silentLogger);
-  for (const def of COLLECTORS) if (!def.tracing) registry.register(def.create(ctx));
+  for (const f of FEATURES) {
+    const c = f.tracing ? undefined : f.create(ctx).collector;
+    if (c) registry.register(c);
+  }
   const agent = createHandler({
     registry,
     log: silentLogger,

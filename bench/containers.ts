@@ -37,7 +37,7 @@ import { randomHex, removeCgroupTree } from "../testing/cgroup_tree.ts";
 import { CgroupContainerRegistry, DEFAULT_REFRESH_MS } from "../src/pod/registry.ts";
 import { defaultConfig } from "../src/config/schema.ts";
 import { BpfRuntime } from "../src/bpf/tracer.ts";
-import { CONTAINER_COLLECTORS } from "../src/features/shared/container_part.ts";
+import { FEATURES } from "../src/features/index.ts";
 import {
   clockTick,
   digest,
@@ -361,8 +361,9 @@ async function profileCollectors(runs: number): Promise<{ collectors: CollectorC
     containers: reg,
   };
   const collectors: CollectorCost[] = [];
-  for (const def of CONTAINER_COLLECTORS) {
-    const c = def.create(ctx, reg);
+  for (const def of FEATURES) {
+    if (!def.container) continue;
+    const c = def.container(ctx, reg);
     let series = 0;
     const t = await timeCalls(runs, async () => series = (await c.collect()).length);
     c.close?.();

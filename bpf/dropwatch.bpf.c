@@ -7,7 +7,7 @@
  * skb:consume_skb and are not seen here.
  *
  * Programs, best first (the agent loads exactly one, see alternatives in
- * src/events/tracers/dropwatch.ts):
+ * src/features/dropwatch/tracer.ts):
  *   tp_btf/kfree_skb      dropwatch_btf_rxsk (skb, location, reason, rx_sk)  6.12+
  *   tp_btf/kfree_skb      dropwatch_btf      (skb, location, reason)         5.17+
  *   tracepoint/skb/kfree_skb  dropwatch_tp   (trace record; reason/rx_sk when the
@@ -76,7 +76,7 @@
 #define REASON_SLOTS 1024
 
 /*
- * One reported drop, decoded by src/events/tracers/dropwatch.ts. Ports, seq
+ * One reported drop, decoded by src/features/dropwatch/tracer.ts. Ports, seq
  * and ack_seq in host order; addresses in network order, IPv4 in the first
  * 4 bytes.
  */

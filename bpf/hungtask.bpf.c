@@ -26,7 +26,7 @@
 #include "huatuo.h"
 #include "cpu_stack.h"
 
-/* One detection, decoded by src/metrics/collectors/hungtask.ts. */
+/* One detection, decoded by src/features/hungtask/hungtask.ts. */
 struct hungtask_event {
 	__u32 pid; /* kernel tid of the hung task */
 	char comm[TASK_COMM_LEN];

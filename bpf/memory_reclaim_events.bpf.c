@@ -50,7 +50,7 @@
 const volatile __u64 blocked_threshold = 900 * NSEC_PER_MSEC;
 const volatile __u64 window_ns = NSEC_PER_SEC;
 
-/* One window over the threshold, decoded by src/events/tracers/memory_reclaim_events.ts. */
+/* One window over the threshold, decoded by src/features/memory_reclaim_events/memory_reclaim_events.ts. */
 struct reclaim_event {
 	__u32 pid;                /* tgid */
 	__u32 tid;                /* thread whose reclaim crossed the threshold */

@@ -84,7 +84,7 @@ const volatile __u32 events_per_sec = 100;
  */
 const volatile __u32 host_netns_ino = 0;
 
-/* One late packet, decoded by src/events/tracers/net_rx_latency.ts. */
+/* One late packet, decoded by src/features/net_rx_latency/net_rx_latency.ts. */
 struct net_rx_event {
 	__u64 latency_ns;
 	__u64 tstamp_ns;  /* skb->tstamp, CLOCK_REALTIME */

@@ -25,7 +25,7 @@
 #define IFNAMSIZ 16
 #define DRIVER_NAME_LEN 32
 
-/* One timed-out queue, decoded by src/events/tracers/netdev_txqueue_timeout.ts. */
+/* One timed-out queue, decoded by src/features/netdev_txqueue_timeout/netdev_txqueue_timeout.ts. */
 struct txqueue_timeout_event {
 	__s32 queue_index;
 	char device_name[IFNAMSIZ];        /* NUL-terminated */

@@ -21,7 +21,7 @@
 #define HUATUO_MM_SHMEMPAGES 3
 
 /*
- * One kill, decoded by src/events/tracers/oom.ts. The rss values are the mm
+ * One kill, decoded by src/features/oom/oom.ts. The rss values are the mm
  * counters' approximate global counts, as the kernel's own mark_victim event
  * prints them.
  */

@@ -93,7 +93,7 @@ struct ras_thr {
 	__s32 vector;
 };
 
-/* One error report, decoded by src/metrics/collectors/ras.ts: a header, then its source's payload. */
+/* One error report, decoded by src/features/ras/ras.ts: a header, then its source's payload. */
 struct ras_event {
 	__u32 source; /* enum ras_source */
 	__u32 cpu;    /* CPU the tracepoint fired on */

@@ -78,7 +78,7 @@ const volatile __s64 softirq_count_delta = 0;
 
 #define NR_SOFTIRQS_MAX 10 /* enum softirq vectors, HI..RCU: unchanged since 2.6.37 */
 
-/* One long section, decoded by src/events/tracers/softirq_tracing.ts. */
+/* One long section, decoded by src/features/softirq_tracing/softirq_tracing.ts. */
 struct softirq_tracing_event {
 	__u64 offtime;   /* ns */
 	__u64 threshold; /* ns */

@@ -56,7 +56,7 @@ struct sl_buf {
 };
 
 /*
- * One report line, decoded by src/metrics/collectors/softlockup.ts, which
+ * One report line, decoded by src/features/softlockup/softlockup.ts, which
  * parses the CPU, comm and pid from the text.
  */
 struct softlockup_event {

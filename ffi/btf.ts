@@ -13,7 +13,7 @@
 //   DATASEC      vlen × {u32 type; u32 offset; u32 size}
 //   ARRAY        {u32 type; u32 index_type; u32 nelems}
 
-import { libbpf } from "./libbpf.ts";
+import { libbpf } from "./libbpf_lib.ts";
 import { errno, errnoName, strerror } from "./libc.ts";
 
 export const BTF_KIND = {

@@ -2,7 +2,7 @@
 // BPF_MAP_TYPE_RINGBUF, ffi/perfbuf.ts for BPF_MAP_TYPE_PERF_EVENT_ARRAY).
 //
 // Both read the kernel's mmap'ed ring directly from the JS thread on a timer
-// (ARCHITECTURE §4: ~1.9 M events/s at 13–15 % of one core, where libbpf's
+// (docs/architecture.md, FFI facts: ~1.9 M events/s at 13–15 % of one core, where libbpf's
 // *_consume + JS callbacks cost 0.4–0.7 µs/event and epoll-driven reading was
 // far worse). Nobody sleeps on the ring, so the kernel never needs to wake
 // anyone: ring buffer producers should submit with BPF_RB_NO_WAKEUP, perf

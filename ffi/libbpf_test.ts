@@ -1,13 +1,7 @@
 // Real-kernel tests for ffi/libbpf.ts. They need root, libbpf.so.1 and the
 // test objects from `./build.sh bpf` (_output/bpf/test/*.o); without them
 // every test is ignored with the reason printed once.
-import {
-  assert,
-  assertEquals,
-  assertMatch,
-  assertStrictEquals,
-  assertThrows,
-} from "../testing/assert.ts";
+import { assert, assertEquals, assertMatch, assertStrictEquals, assertThrows } from "../testing/assert.ts";
 import {
   BPF_NOEXIST,
   BpfError,

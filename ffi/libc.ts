@@ -1,7 +1,7 @@
 // libc bindings for the few syscalls Deno has no API for (netlink sockets,
 // sysconf). The library is opened lazily on first use, so importing
 // this module costs nothing and needs no --allow-ffi until a call is made.
-// FFI facts (ARCHITECTURE §4): 64-bit results come back as BigInt, and errno
+// FFI facts (docs/architecture.md): 64-bit results come back as BigInt, and errno
 // must be read through __errno_location() right after the failing call.
 
 const SYMBOLS = {
@@ -269,7 +269,7 @@ export function getppidSymbol(): () => number {
 }
 
 // ---------------------------------------------------------------------------
-// Receive timestamps and clocks (src/events/tracers/net_rx_latency.ts).
+// Receive timestamps and clocks (src/features/net_rx_latency/net_rx_latency.ts).
 
 export const AF_INET = 2;
 export const SOCK_DGRAM = 2;

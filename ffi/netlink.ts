@@ -1,23 +1,17 @@
-// NETLINK_ROUTE socket I/O. Byte-level building and parsing lives in the pure
-// src/host/rtnetlink.ts; this file only moves datagrams and checks the dump
-// protocol (sequence numbers, NLMSG_ERROR, NLMSG_DONE, interrupted dumps).
+// NETLINK_ROUTE socket I/O: this file only moves datagrams and checks the dump
+// protocol (sequence numbers, NLMSG_ERROR, NLMSG_DONE, interrupted dumps) with
+// ffi/nlmsg.ts. Requests are built and replies parsed above ffi/, in
+// src/host/rtnetlink.ts; src/host/rtnetlink_read.ts puts the two together.
 
-import type { NetDevCounters } from "../src/host/netdev.ts";
 import {
-  linkDumpRequest,
-  type LinkInfo,
   NLM_F_DUMP_INTR,
+  type NlMessage,
   NLMSG_DONE,
   NLMSG_ERROR,
   NLMSG_OVERRUN,
   parseErrorMessage,
-  parseLinkDump,
   parseMessages,
-  parseQdiscDump,
-  qdiscDumpRequest,
-  type QdiscStats,
-} from "../src/host/rtnetlink.ts";
-import { type LinkState, type NlMessage, parseLinkStateDump } from "../src/host/rtnetlink.ts";
+} from "./nlmsg.ts";
 import { cString } from "./cstring.ts";
 import { EAGAIN, errno, ioctl } from "./libc.ts";
 import {
@@ -164,43 +158,6 @@ function openRouteSocket(): number {
     throw err;
   }
   return fd;
-}
-
-/** Every link in the current net namespace, in kernel order. */
-export function readLinks(nl?: RtNetlink): LinkInfo[] {
-  return withSocket(nl, (s) => parseLinkDump(s.dump(linkDumpRequest())));
-}
-
-/** Every qdisc in the current net namespace. */
-export function readQdiscs(nl?: RtNetlink): QdiscStats[] {
-  return withSocket(nl, (s) => parseQdiscDump(s.dump(qdiscDumpRequest())));
-}
-
-/** Device name → counters from RTM_GETLINK IFLA_STATS64 (links without stats are left out). */
-export function readLinkStats(nl?: RtNetlink): Map<string, NetDevCounters> {
-  const out = new Map<string, NetDevCounters>();
-  for (const link of readLinks(nl)) {
-    if (link.stats) out.set(link.name, link.stats);
-  }
-  return out;
-}
-
-function withSocket<T>(nl: RtNetlink | undefined, fn: (s: RtNetlink) => T): T {
-  if (nl) return fn(nl);
-  const s = new RtNetlink();
-  try {
-    return fn(s);
-  } finally {
-    s.close();
-  }
-}
-
-// ---------------------------------------------------------------------------
-// Link notifications and driver info (src/events/tracers/netdev_events.ts).
-
-/** Every link's state (flags, address, MTU, carrier) in the current net namespace. */
-export function readLinkStates(nl?: RtNetlink): LinkState[] {
-  return withSocket(nl, (s) => parseLinkStateDump(s.dump(linkDumpRequest())));
 }
 
 // poll(2) runs on one of Deno's blocking-pool threads (`nonblocking: true`),

@@ -10,7 +10,7 @@
 // bpf_perf_event_output(ctx, &map, BPF_F_CURRENT_CPU, …) then writes into the
 // ring of the CPU it runs on. libbpf's default (wakeup_events = 1) wakes the
 // reader on every event, which capped producers at ~155 k events/s
-// (ARCHITECTURE §4); with the watermark the kernel raises a wakeup at most once
+// (docs/architecture.md, FFI facts); with the watermark the kernel raises a wakeup at most once
 // per ring's worth of data, and nobody waits for it: we poll.
 //
 // Ring (include/uapi/linux/perf_event.h): meta page with u64 data_head at

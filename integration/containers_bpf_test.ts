@@ -136,7 +136,7 @@ Deno.test({
   name: "agent: runqlat/iolatency/memory_reclaim container series from the BPF maps; gone with the container",
   ignore: skip !== undefined,
   async fn(t) {
-    const tree = (await CgroupTestTree.create("bpfc"))!;
+    const tree = await CgroupTestTree.create("bpfc");
     const blkioRoot = `${BLKIO}${tree.root}`;
     await removeCgroupTree(blkioRoot);
     let agent: RunningAgent | undefined;

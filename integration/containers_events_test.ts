@@ -12,7 +12,7 @@
 //     namespace (no socket owns the dropped skb: the netns ties it):
 //     the dropwatch document.
 // net_rx_latency's ExcludedContainerQos is covered by
-// src/events/tracers/net_rx_latency_test.ts (the filter on a resolver's QoS).
+// src/features/net_rx_latency_test.ts (the filter on a resolver's QoS).
 
 import { assert, assertEquals } from "../testing/assert.ts";
 import { CgroupTestTree, type ContainerSpec, randomHex } from "../testing/cgroup_tree.ts";
@@ -94,7 +94,7 @@ Deno.test({
   name: "events carry the container: a real OOM kill and a real packet drop inside a test container",
   ignore: skip !== undefined,
   async fn() {
-    const tree = (await CgroupTestTree.create("evts"))!;
+    const tree = await CgroupTestTree.create("evts");
     const local = Deno.makeTempDirSync({ prefix: "huatuo-it-evts-" });
     const podUid = crypto.randomUUID();
     const id = randomHex(64);

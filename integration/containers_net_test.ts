@@ -89,7 +89,7 @@ Deno.test({
     const octet = 1 + Math.floor(Math.random() * 250);
     const hostIp = `10.231.${octet}.1`;
     const nsIp = `10.231.${octet}.2`;
-    const tree = (await CgroupTestTree.create("cnet"))!;
+    const tree = await CgroupTestTree.create("cnet");
     const procs: Deno.ChildProcess[] = [];
     let server: Deno.ChildProcess | undefined;
     let agent: RunningAgent | undefined;

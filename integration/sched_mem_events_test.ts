@@ -79,7 +79,7 @@ function collect(body: ReadableStream<Uint8Array>): { events: CloudEvent[]; done
   return { events, done };
 }
 
-// Same recipes as the unit tests of the two tracers (src/events/tracers/*_test.ts).
+// Same recipes as the unit tests of the two tracers (src/features/<name>/*_test.ts).
 const TCP_PURGE = `
 import os, socket, sys, time
 n, cpu = int(sys.argv[1]), int(sys.argv[2])

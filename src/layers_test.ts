@@ -14,12 +14,12 @@ const ROOT = new URL("..", import.meta.url).pathname;
  */
 export const FLOORS: readonly (readonly string[])[] = [
   ["ffi/"],
-  ["src/core/", "src/log/"],
-  ["src/host/", "src/config/", "src/cli/"],
-  ["src/bpf/", "src/pod/", "src/storage/", "src/tracing/", "src/metrics/", "src/runtime/"],
+  ["src/core/", "src/log/", "src/io/"],
+  ["src/host/", "src/config/", "src/cli/", "src/tracing/"],
+  ["src/bpf/", "src/pod/", "src/storage/", "src/metrics/", "src/runtime/"],
   ["src/events/"],
   ["src/features/", "src/server/"],
-  ["src/agent.ts"],
+  ["src/agent/"],
   ["main.ts"],
 ];
 
@@ -55,12 +55,12 @@ export async function moduleGraph(root = "main.ts"): Promise<ModuleGraph> {
   const edges = new Map<string, string[]>();
   for (const m of info.modules) {
     const from = local(m.specifier);
-    if (!from) continue;
+    if (!from || !from.endsWith(".ts")) continue; // deno.json (the import map) is no module of ours
     const to = new Set<string>();
     for (const d of m.dependencies ?? []) {
       for (const s of [d.code?.specifier, d.type?.specifier]) {
         const p = local(s);
-        if (p) to.add(p);
+        if (p?.endsWith(".ts")) to.add(p);
       }
     }
     edges.set(from, [...to].sort());

@@ -8,7 +8,7 @@ import { HostFs } from "../src/host/fs.ts";
 import { silentLogger } from "../src/log/logger.ts";
 import { BpfRuntime } from "../src/bpf/tracer.ts";
 import type { Container, ContainerRegistry } from "../src/pod/container.ts";
-import type { CollectorContext } from "../src/features/feature.ts";
+import type { FeatureContext } from "../src/features/feature.ts";
 import type { Sample } from "../src/core/sample.ts";
 
 export const FIXTURES = new URL("../fixtures/cgroup/", import.meta.url).pathname;
@@ -78,7 +78,7 @@ export function staticRegistry(list: Container[]): ContainerRegistry {
   };
 }
 
-export function context(root: string, config: Config = defaultConfig()): CollectorContext {
+export function context(root: string, config: Config = defaultConfig()): FeatureContext {
   return { fs: new HostFs(root), config, log: silentLogger, bpf: new BpfRuntime("") };
 }
 

@@ -2,7 +2,7 @@
 // privileges (setpriv) or without libbpf (a mount namespace): starts one BPF
 // tracer through the tracing manager and prints its status as JSON.
 //
-//   deno run -A src/bpf/testing_load_child.ts <bpf-dir> <object.o> [kernel-btf] [--hide-dir DIR]
+//   deno run -A testing/load_child.ts <bpf-dir> <object.o> [kernel-btf] [--hide-dir DIR]
 //
 // --hide-dir DIR mounts an empty directory over DIR first (run it under
 // `unshare -m`, so only this process sees that): with DIR the directory of

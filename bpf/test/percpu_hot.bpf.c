@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: GPL-2.0
 // Not a program: only its BTF is read, by percpuLayout's test
-// (src/events/tracers/softirq_tracing_test.ts). Per-CPU variables laid out
+// (src/features/softirq_tracing_test.ts). Per-CPU variables laid out
 // as x86 kernels 6.2..6.14 have them: the preempt count and the CPU number
 // inside pcpu_hot, behind anonymous members. (Section offsets in an object
 // file are all 0; libbpf assigns them only when it opens the object.)

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: GPL-2.0
 // Not a program: only its BTF is read, by percpuLayout's test
-// (src/events/tracers/softirq_tracing_test.ts). A .data..percpu section
+// (src/features/softirq_tracing_test.ts). A .data..percpu section
 // with the preempt count alone: the CPU number, the runqueues and kstat are
 // missing.
 

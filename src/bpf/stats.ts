@@ -5,7 +5,7 @@
 // handler.
 
 import { bpfStatsEnabled } from "../../ffi/libbpf.ts";
-import type { Collector } from "../features/feature.ts";
+import type { Collector } from "../core/collector.ts";
 import { counter, gauge, type Sample } from "../core/sample.ts";
 import type { BpfRuntime } from "./tracer.ts";
 

@@ -1,7 +1,7 @@
 // BlackList names (and --disable-tracing values) must name a real feature: a
 // typo ("dropwatchh") would otherwise leave the feature on without a word.
 // The names come from the collector and tracer tables, which src/config must
-// not import; the caller passes them in (see src/features.ts).
+// not import; the caller passes them in (see src/features/names.ts).
 
 import { suggest } from "./load.ts";
 

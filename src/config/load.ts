@@ -6,7 +6,7 @@
 
 import { parse as parseToml, TomlError } from "smol-toml";
 import type { z } from "zod";
-import { MiB, NotRegularFileError, ReadLimitError, readRegularFile } from "../host/read.ts";
+import { MiB, NotRegularFileError, ReadLimitError, readRegularFile } from "../io/read.ts";
 import {
   type Config,
   configSchema,

@@ -1,4 +1,10 @@
-import { assert, assertEquals, assertMatch, assertRejects, assertStrictEquals } from "../../testing/assert.ts";
+import {
+  assert,
+  assertEquals,
+  assertMatch,
+  assertRejects,
+  assertStrictEquals,
+} from "../../testing/assert.ts";
 import { parse as parseToml } from "smol-toml";
 import {
   ConfigError,

@@ -25,7 +25,7 @@ import { type BpfLink, type BpfMap, type BpfProgram, numPossibleCpus } from "../
 import { kernelSymbols } from "../bpf/ksyms.ts";
 import { recordLayout, RecordReader, TASK_COMM_LEN } from "../bpf/record.ts";
 import { type HostFs, MAX_PROC_FILE_BYTES } from "../host/fs.ts";
-import { readTextFileBounded } from "../host/read.ts";
+import { readTextFileBounded } from "../io/read.ts";
 import { formatTracerTime, localOffsetMinutes } from "../core/document.ts";
 
 // ---------------------------------------------------------------------------

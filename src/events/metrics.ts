@@ -2,7 +2,7 @@
 // (clients, deliveries, clients cut off for being too slow), so a dashboard
 // shows both "the kernel is reporting" and "subscribers keep up".
 
-import type { Collector } from "../features/feature.ts";
+import type { Collector } from "../core/collector.ts";
 import { counter, gauge, type Sample } from "../core/sample.ts";
 import type { EventHub } from "./hub.ts";
 

@@ -4,7 +4,7 @@
 
 import { MAX_PROC_FILE_BYTES } from "../host/fs.ts";
 import { parseProcCgroup } from "../host/proc_cgroup.ts";
-import { readTextFileBoundedSync } from "../host/read.ts";
+import { readTextFileBoundedSync } from "../io/read.ts";
 
 /** The cgroup path of a /proc/<pid>/cgroup text: the cgroup2 line ("0::/path"), else the v1 memory line. */
 export function taskCgroupPaths(text: string): { unified?: string; memory?: string } {

@@ -1,13 +1,10 @@
-// The names BlackList and --disable-tracing accept: every collector (host and
-// container families) and every event tracer, plus the features HUATUO
+// The names BlackList and --disable-tracing accept: every feature, plus the features HUATUO
 // documents that this agent does not implement (a HUATUO config that disables
 // them must still start; there is nothing here to disable).
 
 import { ConfigError } from "../config/load.ts";
 import { unknownNames, unknownNamesMessage } from "../config/blacklist.ts";
-import { EVENT_TRACERS } from "../events/tracers/index.ts";
-import { CONTAINER_COLLECTORS } from "./shared/container_part.ts";
-import { COLLECTORS } from "./index.ts";
+import { FEATURES } from "./index.ts";
 
 /** HUATUO features without an implementation here (the shipped config's BlackList names two of them). */
 export const SEED_ONLY_FEATURES: readonly string[] = [
@@ -25,9 +22,7 @@ export const SEED_ONLY_FEATURES: readonly string[] = [
 export function featureNames(): string[] {
   return [
     ...new Set([
-      ...COLLECTORS.map((c) => c.name),
-      ...CONTAINER_COLLECTORS.map((c) => c.name),
-      ...EVENT_TRACERS.map((t) => t.name),
+      ...FEATURES.map((f) => f.name),
       ...SEED_ONLY_FEATURES,
     ]),
   ];

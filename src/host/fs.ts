@@ -3,7 +3,7 @@
 // Reads are bounded (MAX_PROC_FILE_BYTES): a file of another process or a
 // fixture tree must not be able to fill the agent's heap.
 
-import { MiB, ReadLimitError, readTextFileBounded, readTextFileBoundedSync } from "./read.ts";
+import { MiB, ReadLimitError, readTextFileBounded, readTextFileBoundedSync } from "../io/read.ts";
 
 /**
  * The most a /proc, /sys or cgroup file may hold. The largest real ones

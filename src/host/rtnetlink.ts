@@ -5,17 +5,33 @@
 
 import { cString } from "../../ffi/cstring.ts";
 import type { NetDevCounters } from "./netdev.ts";
+import {
+  NetlinkParseError,
+  NLM_F_DUMP,
+  NLM_F_REQUEST,
+  NLMSG_DONE,
+  NLMSG_ERROR,
+  NLMSG_HDRLEN,
+  parseErrorMessage,
+  parseMessages,
+} from "../../ffi/nlmsg.ts";
 
-// linux/netlink.h
-export const NLMSG_HDRLEN = 16;
-export const NLMSG_NOOP = 1;
-export const NLMSG_ERROR = 2;
-export const NLMSG_DONE = 3;
-export const NLMSG_OVERRUN = 4;
-export const NLM_F_REQUEST = 0x1;
-export const NLM_F_MULTI = 0x2;
-export const NLM_F_DUMP_INTR = 0x10;
-export const NLM_F_DUMP = 0x300; // NLM_F_ROOT | NLM_F_MATCH
+// The netlink header layer lives with the socket code; rtnetlink users import it from here.
+export {
+  NetlinkParseError,
+  NLM_F_DUMP,
+  NLM_F_DUMP_INTR,
+  NLM_F_MULTI,
+  NLM_F_REQUEST,
+  type NlMessage,
+  NLMSG_DONE,
+  NLMSG_ERROR,
+  NLMSG_HDRLEN,
+  NLMSG_NOOP,
+  NLMSG_OVERRUN,
+  parseErrorMessage,
+  parseMessages,
+} from "../../ffi/nlmsg.ts";
 
 // linux/rtnetlink.h
 export const RTM_NEWLINK = 16;
@@ -40,23 +56,6 @@ const IFLA_IFNAME = 3;
 const IFLA_STATS64 = 23;
 
 const AF_PACKET = 17;
-
-/** A malformed or truncated netlink buffer. */
-export class NetlinkParseError extends Error {
-  constructor(message: string) {
-    super(`netlink: ${message}`);
-    this.name = "NetlinkParseError";
-  }
-}
-
-export interface NlMessage {
-  readonly type: number;
-  readonly flags: number;
-  readonly seq: number;
-  readonly pid: number;
-  /** Bytes after the 16-byte header, up to nlmsg_len. */
-  readonly payload: Uint8Array;
-}
 
 export interface QdiscStats {
   ifindex: number;
@@ -116,41 +115,6 @@ export function linkDumpRequest(seq = 1): Uint8Array<ArrayBuffer> {
 }
 
 // ---------------------------------------------------------------- messages
-
-/** Splits a buffer of back-to-back netlink messages; throws on a bad length. */
-export function parseMessages(buf: Uint8Array): NlMessage[] {
-  const dv = view(buf);
-  const out: NlMessage[] = [];
-  let off = 0;
-  while (off < buf.byteLength) {
-    if (buf.byteLength - off < NLMSG_HDRLEN) {
-      throw new NetlinkParseError(`truncated header at offset ${off}: ${buf.byteLength - off} bytes left`);
-    }
-    const len = dv.getUint32(off, true);
-    if (len < NLMSG_HDRLEN || off + len > buf.byteLength) {
-      throw new NetlinkParseError(
-        `message at offset ${off} claims ${len} bytes, ${buf.byteLength - off} available`,
-      );
-    }
-    out.push({
-      type: dv.getUint16(off + 4, true),
-      flags: dv.getUint16(off + 6, true),
-      seq: dv.getUint32(off + 8, true),
-      pid: dv.getUint32(off + 12, true),
-      payload: buf.subarray(off + NLMSG_HDRLEN, off + len),
-    });
-    off += Math.min(align4(len), buf.byteLength - off);
-  }
-  return out;
-}
-
-/** Positive errno of an NLMSG_ERROR payload (0 = ACK). */
-export function parseErrorMessage(payload: Uint8Array): number {
-  if (payload.byteLength < 4) {
-    throw new NetlinkParseError(`NLMSG_ERROR payload of ${payload.byteLength} bytes`);
-  }
-  return -view(payload).getInt32(0, true);
-}
 
 /** Attribute type → payload, for a run of rtattr/nlattr starting at `off`. Last one wins on repeats. */
 export function parseAttributes(buf: Uint8Array, off = 0, what = "attribute"): Map<number, Uint8Array> {

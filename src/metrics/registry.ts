@@ -3,7 +3,7 @@
 // per-collector duration and success. A failing collector never fails the scrape.
 
 import type { Logger } from "../log/logger.ts";
-import type { Collector } from "../features/feature.ts";
+import type { Collector } from "../core/collector.ts";
 import { type Family, renderFamilies, type Series } from "./exposition.ts";
 import type { Labels, Sample } from "../core/sample.ts";
 

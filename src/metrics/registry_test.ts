@@ -1,6 +1,6 @@
 import { silentLogger } from "../log/logger.ts";
 import { assert, assertEquals, assertMatch } from "../../testing/assert.ts";
-import type { Collector } from "../features/feature.ts";
+import type { Collector } from "../core/collector.ts";
 import { renderLabels } from "./exposition.ts";
 import { Registry } from "./registry.ts";
 import { counter, gauge } from "../core/sample.ts";

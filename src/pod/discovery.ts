@@ -6,7 +6,7 @@
 // cgroups never holds the loop for long.
 
 import { exists, type HostFs, MAX_PROC_FILE_BYTES, SourceError } from "../host/fs.ts";
-import { readTextFileBoundedSync } from "../host/read.ts";
+import { readTextFileBoundedSync } from "../io/read.ts";
 import type { Container } from "./container.ts";
 import { type CgroupPathInfo, parseCgroupPath } from "./cgroup_path.ts";
 import { Slicer } from "../host/slicer.ts";

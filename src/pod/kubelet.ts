@@ -6,9 +6,9 @@
 
 import https from "node:https";
 import type { Config } from "../config/schema.ts";
-import { readRegularFile } from "../host/read.ts";
+import { readRegularFile } from "../io/read.ts";
 import type { Logger } from "../log/logger.ts";
-import type { Collector } from "../features/feature.ts";
+import type { Collector } from "../core/collector.ts";
 import { counter, gauge } from "../core/sample.ts";
 import type { PodInfo } from "./container.ts";
 import { parsePodListText, type PodView } from "./pods.ts";

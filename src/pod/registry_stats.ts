@@ -2,7 +2,7 @@
 // knows and what the last cgroup-tree scan cost (it runs off the scrape path,
 // so its cost is invisible in scrape durations).
 
-import type { Collector } from "../features/feature.ts";
+import type { Collector } from "../core/collector.ts";
 import { gauge } from "../core/sample.ts";
 import type { Container } from "./container.ts";
 

@@ -8,7 +8,7 @@
 import type { Logger } from "../log/logger.ts";
 import { parseProcCgroup } from "../host/proc_cgroup.ts";
 import { exists, MAX_PROC_FILE_BYTES } from "../host/fs.ts";
-import { readTextFileBounded } from "../host/read.ts";
+import { readTextFileBounded } from "../io/read.ts";
 
 export interface CgroupLimits {
   LimitInitCPU: number;

@@ -2,7 +2,7 @@
 // documents, HTTP, SSE fan-out) shares one JS thread, so a long synchronous
 // stretch delays all of it. A 50 ms timer measures how late it fires.
 
-import type { Collector } from "../features/feature.ts";
+import type { Collector } from "../core/collector.ts";
 import { counter, gauge } from "../core/sample.ts";
 
 /** Lag above which a timer tick counts as a stall. */

@@ -3,7 +3,7 @@
 // query parameters are a JSON 400, so a typo never silently lists everything.
 
 import { type Container, containerLabels, type ContainerRegistry } from "../pod/container.ts";
-import { jsonResponse, type Route } from "./http.ts";
+import { jsonResponse, type Route } from "./json.ts";
 
 const ID_PREFIX = /^[0-9a-f]{1,64}$/;
 

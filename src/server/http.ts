@@ -20,6 +20,9 @@ import type { ScrapeResult } from "../metrics/registry.ts";
 import { type ConnInfo, DEFAULT_TRANSPORT, HttpTransport } from "./transport.ts";
 import type { ContainerRegistry } from "../pod/container.ts";
 import { containersRoute } from "./containers.ts";
+import { jsonResponse, type Route } from "./json.ts";
+
+export { jsonResponse, type Route } from "./json.ts";
 
 export interface ServerDeps {
   registry: Registry;
@@ -35,17 +38,7 @@ export interface ServerDeps {
   containers?: ContainerRegistry;
 }
 
-export type Route = (req: Request, info?: ConnInfo) => Response | Promise<Response>;
-
 const encoder = new TextEncoder();
-
-export function jsonResponse(status: number, body: unknown): Response {
-  const bytes = encoder.encode(JSON.stringify(body) + "\n");
-  return new Response(bytes, {
-    status,
-    headers: { "content-type": "application/json; charset=utf-8", "content-length": String(bytes.length) },
-  });
-}
 
 /** The exposition of one scrape, encoded once and gzipped at most once, shared by concurrent scrapers. */
 interface Exposition {

@@ -1,7 +1,7 @@
 // The API server's connection handling as metrics: a peer holding sockets or
 // sending junk shows up here before it shows up as a missed scrape.
 
-import type { Collector } from "../features/feature.ts";
+import type { Collector } from "../core/collector.ts";
 import { counter, gauge, type Sample } from "../core/sample.ts";
 import type { TransportStats } from "./transport.ts";
 

@@ -7,7 +7,7 @@ import { z } from "zod";
 import type { EventHub, HubEvent, Subscription } from "../events/hub.ts";
 import type { Logger } from "../log/logger.ts";
 import type { EventDocument } from "../core/document.ts";
-import { jsonResponse } from "./http.ts";
+import { jsonResponse } from "./json.ts";
 
 export const WATCH_EVENT_TYPE = "tech.huatuo.kernel.event";
 

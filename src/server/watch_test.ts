@@ -1,7 +1,13 @@
 import { EventHub } from "../events/hub.ts";
 import { silentLogger } from "../log/logger.ts";
 import type { EventDocument } from "../core/document.ts";
-import { assert, assertEquals, assertMatch, assertRejects, assertStrictEquals } from "../../testing/assert.ts";
+import {
+  assert,
+  assertEquals,
+  assertMatch,
+  assertRejects,
+  assertStrictEquals,
+} from "../../testing/assert.ts";
 import { type CloudEvent, createWatchHandler, parseWatchRequest, WATCH_EVENT_TYPE } from "./watch.ts";
 
 const URL_ = "http://localhost:19704/v1/events/watch";

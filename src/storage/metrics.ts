@@ -3,7 +3,7 @@
 // or failed rising is data that will never reach the store. Storage.LocalFile:
 // written and failed documents per tracer (a full or read-only disk).
 
-import type { Collector } from "../features/feature.ts";
+import type { Collector } from "../core/collector.ts";
 import { counter, gauge, type Sample } from "../core/sample.ts";
 import type { LocalFileStore } from "./localfile.ts";
 import type { EsStorage } from "./opensearch.ts";

@@ -14,7 +14,7 @@ import { gunzipSync, inflateSync } from "node:zlib";
 // loaded on first use, so an agent without ES storage never loads it.
 import type { Client } from "@opensearch-project/opensearch";
 import { type Config, indexNameError } from "../config/schema.ts";
-import { readRegularFileSync } from "../host/read.ts";
+import { readRegularFileSync } from "../io/read.ts";
 import type { Logger } from "../log/logger.ts";
 import type { EventDocument } from "../core/document.ts";
 import { Outbox, type OutboxBatch, type OutboxDoc } from "./outbox.ts";

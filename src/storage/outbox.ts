@@ -15,7 +15,7 @@
 // batches out at a time (one in flight, one read ahead), so at most two
 // batches of documents are ever held in memory.
 
-import { readFileBoundedSync, ReadLimitError } from "../host/read.ts";
+import { readFileBoundedSync, ReadLimitError } from "../io/read.ts";
 import type { Logger } from "../log/logger.ts";
 
 export interface OutboxOptions {

@@ -2,7 +2,7 @@
 // one, as node_exporter's systemd unit states do, so alerts can match
 // `huatuo_bamai_tracer_state{state="failed"} == 1`), and restart counts.
 
-import type { Collector } from "../features/feature.ts";
+import type { Collector } from "../core/collector.ts";
 import { counter, gauge, type Sample } from "../core/sample.ts";
 import type { TracerManager, TracerState } from "./manager.ts";
 

@@ -3,11 +3,12 @@
 
 import { countArpEntries, netnsInode } from "../../host/arp.ts";
 import { type HostFs, MAX_PROC_FILE_BYTES } from "../../host/fs.ts";
-import { readTextFileBoundedSync } from "../../host/read.ts";
-import { defineCollector } from "../feature.ts";
+import { readTextFileBoundedSync } from "../../io/read.ts";
+import { metricsFeature } from "../feature.ts";
+import { arpContainer } from "./container.ts";
 import { gauge } from "../../core/sample.ts";
 
-export default defineCollector("arp", ({ fs }) => ({
+export default metricsFeature("arp", ({ fs }) => ({
   async collect() {
     const hostPath = fs.proc("1/net/arp");
     const host = countArpEntries(await fs.readText(hostPath), hostPath);
@@ -20,7 +21,7 @@ export default defineCollector("arp", ({ fs }) => ({
       ),
     ];
   },
-}));
+}), { container: arpContainer });
 
 /**
  * Sums the ARP entries of every other net namespace, reading net/arp through

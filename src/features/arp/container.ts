@@ -4,11 +4,12 @@
 
 import { countArpEntries } from "../../host/arp.ts";
 import type { ContainerRegistry } from "../../pod/container.ts";
-import type { Collector, CollectorContext } from "../feature.ts";
+import type { Collector } from "../../core/collector.ts";
+import type { FeatureContext } from "../feature.ts";
 import { gauge } from "../../core/sample.ts";
 import { perNetns } from "../shared/netns.ts";
 
-export function arpContainer({ fs }: CollectorContext, containers: ContainerRegistry): Collector {
+export function arpContainer({ fs }: FeatureContext, containers: ContainerRegistry): Collector {
   return {
     name: "arp",
     collect() {

@@ -7,9 +7,11 @@
 
 import { parseKeyValue } from "../../host/keyvalue.ts";
 import { containerLabels, type ContainerRegistry } from "../../pod/container.ts";
-import type { Collector, CollectorContext } from "../feature.ts";
+import type { Collector } from "../../core/collector.ts";
+import type { FeatureContext } from "../feature.ts";
 import { gauge, type Sample } from "../../core/sample.ts";
 import { controllerDir, perContainer, requireCgroupFile } from "../shared/cgroup.ts";
+import { containerFeature } from "../feature.ts";
 
 export interface CpuBandwidthStat {
   nr_throttled?: number;
@@ -39,7 +41,7 @@ const HELP: Record<keyof CpuBandwidthStat, string> = {
   burst_time: "burst time for the containers",
 };
 
-export function cpuStatContainer(_ctx: CollectorContext, containers: ContainerRegistry): Collector {
+export function cpuStatContainer(_ctx: FeatureContext, containers: ContainerRegistry): Collector {
   return {
     name: "cpu_stat",
     collect() {
@@ -59,3 +61,5 @@ export function cpuStatContainer(_ctx: CollectorContext, containers: ContainerRe
     },
   };
 }
+
+export default containerFeature("cpu_stat", cpuStatContainer);

@@ -19,9 +19,10 @@
 import { parseKeyValue } from "../../host/keyvalue.ts";
 import { type HostFs, MAX_PROC_FILE_BYTES, SourceError } from "../../host/fs.ts";
 import { CPU_WINDOW_MS } from "../../host/stat_window.ts";
-import { readTextFileBoundedSync } from "../../host/read.ts";
+import { readTextFileBoundedSync } from "../../io/read.ts";
 import { type Container, containerLabels, type ContainerRegistry } from "../../pod/container.ts";
-import type { Collector, CollectorContext } from "../feature.ts";
+import type { Collector } from "../../core/collector.ts";
+import type { FeatureContext } from "../feature.ts";
 import { gauge, type Sample } from "../../core/sample.ts";
 import {
   cfsCores,
@@ -144,7 +145,7 @@ interface State {
 }
 
 export function cpuUtilContainer(
-  ctx: CollectorContext,
+  ctx: FeatureContext,
   containers: ContainerRegistry,
   now: () => number = () => performance.now(),
   windowMs = CPU_WINDOW_MS,

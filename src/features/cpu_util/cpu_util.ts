@@ -6,10 +6,11 @@
 
 import { cpuUtil, ZERO_CPU_TIMES } from "../../host/stat.ts";
 import { acquireCpuWindow } from "../../host/stat_window.ts";
-import { defineCollector } from "../feature.ts";
+import { metricsFeature } from "../feature.ts";
+import { cpuUtilContainer } from "./container.ts";
 import { gauge } from "../../core/sample.ts";
 
-export default defineCollector("cpu_util", ({ fs }) => {
+export default metricsFeature("cpu_util", ({ fs }) => {
   const cpu = acquireCpuWindow(fs);
   return {
     collect() {
@@ -32,4 +33,4 @@ export default defineCollector("cpu_util", ({ fs }) => {
     },
     close: () => cpu.release(),
   };
-});
+}, { container: cpuUtilContainer });

@@ -7,10 +7,10 @@ import { defaultConfig } from "../../config/schema.ts";
 import { HostFs } from "../../host/fs.ts";
 import { silentLogger } from "../../log/logger.ts";
 import { BpfRuntime } from "../../bpf/tracer.ts";
-import type { CollectorContext } from "../feature.ts";
+import type { FeatureContext } from "../feature.ts";
 import cpuUtil from "./cpu_util.ts";
 
-const ctx = (root: string): CollectorContext => ({
+const ctx = (root: string): FeatureContext => ({
   fs: new HostFs(root),
   config: defaultConfig(),
   log: silentLogger,
@@ -21,7 +21,7 @@ const values = (samples: { name: string; value: number }[]) =>
   Object.fromEntries(samples.map((s) => [s.name, s.value]));
 
 Deno.test("cpu_util: the fixture's since-boot average, identical for back-to-back scrapes", async () => {
-  const c = cpuUtil.create(ctx("fixtures"));
+  const c = cpuUtil.create(ctx("fixtures")).collector!;
   try {
     const first = values(await c.collect());
     // fixtures/expected_metrics/cpu.txt
@@ -41,14 +41,14 @@ Deno.test("cpu_util: a 4-field cpu line works; a missing /proc/stat fails naming
   try {
     await Deno.mkdir(`${root}/proc`);
     await Deno.writeTextFile(`${root}/proc/stat`, "cpu  60 0 20 120\n");
-    const c = cpuUtil.create(ctx(root));
+    const c = cpuUtil.create(ctx(root)).collector!;
     try {
       assertEquals(values(await c.collect()), { cpu_util_sys: 10, cpu_util_usr: 30, cpu_util_total: 40 });
     } finally {
       c.close?.();
     }
     await Deno.remove(`${root}/proc/stat`);
-    const gone = cpuUtil.create(ctx(root));
+    const gone = cpuUtil.create(ctx(root)).collector!;
     try {
       await assertRejects(() => gone.collect(), /proc\/stat: no such file or directory/);
     } finally {

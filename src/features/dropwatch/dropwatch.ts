@@ -1,6 +1,5 @@
 // dropwatch: packets the kernel dropped (BPF on skb:kfree_skb). A tracer that
-// emits one "dropwatch" event per reported drop (src/events/tracers/
-// dropwatch.ts), and a collector of the BPF program's counters:
+// emits one "dropwatch" event per reported drop (src/features/dropwatch/tracer.ts), and a collector of the BPF program's counters:
 //   dropwatch_drops_total{reason}   every drop the kernel freed with kfree_skb,
 //                                   reported or not, by drop reason
 //   dropwatch_suppressed_total      drops over the per-CPU event rate limit
@@ -11,7 +10,7 @@ import { dropwatchTracer } from "./tracer.ts";
 import type { DropNames } from "./tracer.ts";
 import { sumPerCpu } from "../../bpf/record.ts";
 import { sumPerCpuZones } from "../../bpf/zones.ts";
-import { defineCollector } from "../feature.ts";
+import { metricsFeature } from "../feature.ts";
 import { counter, type Sample } from "../../core/sample.ts";
 
 /** Sums of a per-CPU u64 map by u32 key (PERCPU_ARRAY or PERCPU_HASH), zero sums left out. */
@@ -49,7 +48,7 @@ export function dropSamples(byReason: Map<number, number>, names: DropNames, sup
   return out;
 }
 
-export default defineCollector("dropwatch", ({ bpf, log, events, config }) => {
+export default metricsFeature("dropwatch", ({ bpf, log, events, config }) => {
   const tracer = dropwatchTracer({
     bpf,
     log,
@@ -68,4 +67,4 @@ export default defineCollector("dropwatch", ({ bpf, log, events, config }) => {
       return Promise.resolve(dropSamples(counts, tracer.names, suppressed ?? 0));
     },
   };
-}, { tracing: true });
+}, { tracing: true, events: true });

@@ -75,15 +75,16 @@ Deno.test({
   ignore: skip !== undefined,
   async fn() {
     const events: EventInput[] = [];
-    const c = dropwatch.create({
+    const parts = dropwatch.create({
       fs: new HostFs(),
       config: defaultConfig(),
       log: silentLogger,
       bpf: new BpfRuntime(OUT),
       events: (ev) => events.push(ev),
     });
+    const c = { ...parts.collector!, tracer: parts.tracer! };
     const ac = new AbortController();
-    await c.tracer!.start({
+    await c.tracer.start({
       log: silentLogger,
       signal: ac.signal,
       fail: (err) => {

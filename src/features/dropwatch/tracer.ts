@@ -5,7 +5,7 @@
 // reason, the L4 protocol and the drop location.
 //
 // The kernel rate-limits reports per CPU (token bucket in BPF) and counts
-// every drop by reason, reported or not; src/metrics/collectors/dropwatch.ts
+// every drop by reason, reported or not; src/features/dropwatch/dropwatch.ts
 // turns those counts into series.
 //
 // Drop reason and TCP state names come from the running kernel's BTF (enum

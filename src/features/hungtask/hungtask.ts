@@ -12,7 +12,7 @@ import { blockedTasksStacks, CpuStackSampler } from "../../events/kernel_stacks.
 import type { EventSink } from "../../events/sink.ts";
 import type { HostFs } from "../../host/fs.ts";
 import type { Logger } from "../../log/logger.ts";
-import { defineCollector } from "../feature.ts";
+import { metricsFeature } from "../feature.ts";
 import { counter } from "../../core/sample.ts";
 
 /** struct hungtask_event in bpf/hungtask.bpf.c. */
@@ -65,7 +65,7 @@ async function blockedStacks(fs: HostFs, log: Logger): Promise<string> {
   return b.text;
 }
 
-export default defineCollector("hungtask", ({ bpf, log, events, fs }) => {
+export default metricsFeature("hungtask", ({ bpf, log, events, fs }) => {
   const sampler = new CpuStackSampler({
     program: () => tracer.object.program("hungtask_cpu_stack"),
     requestMap: () => tracer.object.map("hungtask_cpustack_req"),
@@ -86,4 +86,4 @@ export default defineCollector("hungtask", ({ bpf, log, events, fs }) => {
       return Promise.resolve([counter("hungtask_total", "hungtask counter", n)]);
     },
   };
-}, { tracing: true });
+}, { tracing: true, events: true });

@@ -11,7 +11,7 @@ import type { BpfMap } from "../../../ffi/libbpf.ts";
 import { BpfTracer } from "../../bpf/tracer.ts";
 import { devName, hashZones } from "../../bpf/zones.ts";
 import { containerLabels, controllerLookup } from "../../pod/container.ts";
-import { defineCollector } from "../feature.ts";
+import { metricsFeature } from "../feature.ts";
 import { gauge, type Sample } from "../../core/sample.ts";
 import { CgroupKeyJoin, type Matched } from "../shared/bpf_join.ts";
 
@@ -67,7 +67,7 @@ export function iolatencyContainerSamples(matched: readonly Matched<IoLatCgroupE
   return out;
 }
 
-export default defineCollector("iolatency", ({ bpf, containers }) => {
+export default metricsFeature("iolatency", ({ bpf, containers }) => {
   const tracer = new BpfTracer({
     name: "iolatency",
     object: "iolatency.o",

@@ -9,8 +9,9 @@ import type { Container, ContainerRegistry } from "../../pod/container.ts";
 import { containerLabels } from "../../pod/container.ts";
 import type { HostFs } from "../../host/fs.ts";
 import { MAX_PROC_FILE_BYTES, SourceError } from "../../host/fs.ts";
-import { readTextFileBoundedSync } from "../../host/read.ts";
-import type { Collector, CollectorContext } from "../feature.ts";
+import { readTextFileBoundedSync } from "../../io/read.ts";
+import type { Collector } from "../../core/collector.ts";
+import type { FeatureContext } from "../feature.ts";
 import { gauge, type Sample } from "../../core/sample.ts";
 import {
   type CgroupDir,
@@ -58,7 +59,7 @@ export function countTaskStates(fs: HostFs, tids: readonly number[]): TaskCounts
   return counts;
 }
 
-export function loadavgContainer(ctx: CollectorContext, containers: ContainerRegistry): Collector {
+export function loadavgContainer(ctx: FeatureContext, containers: ContainerRegistry): Collector {
   return {
     name: "loadavg",
     collect() {

@@ -1,8 +1,9 @@
 import { parseLoadAvg } from "../../host/loadavg.ts";
-import { defineCollector } from "../feature.ts";
+import { metricsFeature } from "../feature.ts";
+import { loadavgContainer } from "./container.ts";
 import { gauge } from "../../core/sample.ts";
 
-export default defineCollector("loadavg", ({ fs }) => ({
+export default metricsFeature("loadavg", ({ fs }) => ({
   async collect() {
     const path = fs.proc("loadavg");
     const l = parseLoadAvg(await fs.readText(path), path);
@@ -12,4 +13,4 @@ export default defineCollector("loadavg", ({ fs }) => ({
       gauge("loadavg_load15", "system load average, 15 minutes", l.load15),
     ];
   },
-}));
+}), { container: loadavgContainer });

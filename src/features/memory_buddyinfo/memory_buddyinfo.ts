@@ -1,8 +1,8 @@
 import { parseBuddyInfo } from "../../host/buddyinfo.ts";
-import { defineCollector } from "../feature.ts";
+import { metricsFeature } from "../feature.ts";
 import { gauge, type Sample } from "../../core/sample.ts";
 
-export default defineCollector("memory_buddyinfo", ({ fs }) => ({
+export default metricsFeature("memory_buddyinfo", ({ fs }) => ({
   async collect() {
     const path = fs.proc("buddyinfo");
     const out: Sample[] = [];

@@ -9,10 +9,18 @@
 import { parseKeyValue } from "../../host/keyvalue.ts";
 import { SourceError } from "../../host/fs.ts";
 import { type Container, containerLabels, type ContainerRegistry } from "../../pod/container.ts";
-import type { Collector, CollectorContext } from "../feature.ts";
+import type { Collector } from "../../core/collector.ts";
+import type { FeatureContext } from "../feature.ts";
 import { NameFilter } from "../../metrics/filter.ts";
 import { gauge, type Sample } from "../../core/sample.ts";
-import { type CgroupDir, controllerDir, parseSingleInt, perContainer, readCgroupFile } from "../shared/cgroup.ts";
+import {
+  type CgroupDir,
+  controllerDir,
+  parseSingleInt,
+  perContainer,
+  readCgroupFile,
+} from "../shared/cgroup.ts";
+import { containerFeature } from "../feature.ts";
 
 /** v1 memory.failcnt + memory.oom_control → events, each only when its file exists. */
 export function v1MemoryEvents(failcnt: string | undefined, oomControl: string | undefined, dir: string) {
@@ -37,7 +45,7 @@ function readEvents(d: CgroupDir): Map<string, number> | undefined {
   return v1MemoryEvents(failcnt, oom, d.dir);
 }
 
-export function memoryEventsContainer(ctx: CollectorContext, containers: ContainerRegistry): Collector {
+export function memoryEventsContainer(ctx: FeatureContext, containers: ContainerRegistry): Collector {
   const cfg = ctx.config.MetricCollector.MemoryEvents;
   const filter = new NameFilter(cfg.Included, cfg.Excluded);
   // A cgroup's event names never change: one whose names the filter takes none of (the shipped
@@ -64,3 +72,5 @@ export function memoryEventsContainer(ctx: CollectorContext, containers: Contain
     },
   };
 }
+
+export default containerFeature("memory_events", memoryEventsContainer);

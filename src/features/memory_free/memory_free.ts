@@ -3,10 +3,10 @@
 
 import { BpfTracer } from "../../bpf/tracer.ts";
 import { sumPerCpuZones } from "../../bpf/zones.ts";
-import { defineCollector } from "../feature.ts";
+import { metricsFeature } from "../feature.ts";
 import { gauge } from "../../core/sample.ts";
 
-export default defineCollector("memory_free", ({ bpf }) => {
+export default metricsFeature("memory_free", ({ bpf }) => {
   const tracer = new BpfTracer({ name: "memory_free", object: "memory_free.o" }, bpf);
   return {
     tracer,

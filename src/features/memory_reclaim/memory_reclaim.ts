@@ -6,7 +6,7 @@
 import type { BpfMap } from "../../../ffi/libbpf.ts";
 import { BpfTracer } from "../../bpf/tracer.ts";
 import { containerLabels, controllerLookup } from "../../pod/container.ts";
-import { defineCollector } from "../feature.ts";
+import { metricsFeature } from "../feature.ts";
 import { gauge, type Sample } from "../../core/sample.ts";
 import { CgroupKeyJoin, type Matched, u64Key } from "../shared/bpf_join.ts";
 
@@ -58,7 +58,7 @@ export function memcgReclaimContainerSamples(matched: readonly Matched<MemcgRecl
   );
 }
 
-export default defineCollector("memory_reclaim", ({ bpf, containers }) => {
+export default metricsFeature("memory_reclaim", ({ bpf, containers }) => {
   const tracer = new BpfTracer({ name: "memory_reclaim", object: "memory_reclaim.o" }, bpf);
   const lookup = containers && controllerLookup(containers, "memory");
   const join = new CgroupKeyJoin();

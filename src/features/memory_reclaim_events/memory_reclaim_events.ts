@@ -9,6 +9,7 @@ import { recordLayout, RecordReader, TASK_COMM_LEN } from "../../bpf/record.ts";
 import { type BpfRuntime, BpfTracer } from "../../bpf/tracer.ts";
 import type { Logger } from "../../log/logger.ts";
 import type { EventSink } from "../../events/sink.ts";
+import { eventsFeature } from "../feature.ts";
 
 export const TRACER_NAME = "memory_reclaim_events";
 
@@ -119,3 +120,5 @@ export function memoryReclaimEventsTracer(
     buffers: [{ map: "memory_reclaim_events", onRecord: onRecord(ctx.log, ctx.events) }],
   }, ctx.bpf);
 }
+
+export default eventsFeature("memory_reclaim_events", (ctx) => memoryReclaimEventsTracer(ctx));

@@ -6,12 +6,13 @@
 
 import { parseKeyValue } from "../../host/keyvalue.ts";
 import { containerLabels, type ContainerRegistry } from "../../pod/container.ts";
-import type { Collector, CollectorContext } from "../feature.ts";
+import type { Collector } from "../../core/collector.ts";
+import type { FeatureContext } from "../feature.ts";
 import { NameFilter } from "../../metrics/filter.ts";
 import { gauge, type Sample } from "../../core/sample.ts";
 import { controllerDir, perContainer, readCgroupFile } from "../shared/cgroup.ts";
 
-export function memoryVmstatContainer(ctx: CollectorContext, containers: ContainerRegistry): Collector {
+export function memoryVmstatContainer(ctx: FeatureContext, containers: ContainerRegistry): Collector {
   const cfg = ctx.config.MetricCollector.Vmstat;
   const filter = new NameFilter(cfg.IncludedOnContainer, cfg.ExcludedOnContainer);
   return {

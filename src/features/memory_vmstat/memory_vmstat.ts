@@ -1,11 +1,12 @@
 // Host /proc/vmstat, filtered by MetricCollector.Vmstat.IncludedOnHost/ExcludedOnHost.
 
 import { parseKeyValue } from "../../host/keyvalue.ts";
-import { defineCollector } from "../feature.ts";
+import { metricsFeature } from "../feature.ts";
+import { memoryVmstatContainer } from "./container.ts";
 import { NameFilter } from "../../metrics/filter.ts";
 import { gauge, type Sample } from "../../core/sample.ts";
 
-export default defineCollector("memory_vmstat", ({ fs, config }) => {
+export default metricsFeature("memory_vmstat", ({ fs, config }) => {
   const cfg = config.MetricCollector.Vmstat;
   const filter = new NameFilter(cfg.IncludedOnHost, cfg.ExcludedOnHost);
   return {
@@ -18,4 +19,4 @@ export default defineCollector("memory_vmstat", ({ fs, config }) => {
       return out;
     },
   };
-});
+}, { container: memoryVmstatContainer });

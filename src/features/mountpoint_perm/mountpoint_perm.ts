@@ -3,11 +3,11 @@
 // namespace (/proc/1/mountinfo): 1 when a key filesystem was remounted ro.
 
 import { parseMountInfo } from "../../host/mountinfo.ts";
-import { defineCollector } from "../feature.ts";
+import { metricsFeature } from "../feature.ts";
 import { NameFilter } from "../../metrics/filter.ts";
 import { gauge, type Sample } from "../../core/sample.ts";
 
-export default defineCollector("mountpoint_perm", ({ fs, config }) => {
+export default metricsFeature("mountpoint_perm", ({ fs, config }) => {
   const filter = new NameFilter(config.MetricCollector.MountPointStat.MountPointsIncluded, "");
   return {
     async collect() {

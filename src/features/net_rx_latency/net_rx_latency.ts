@@ -24,6 +24,8 @@ import type { Logger } from "../../log/logger.ts";
 import type { ContainerInfo } from "../../core/document.ts";
 import type { Tracer, TracerContext } from "../../tracing/manager.ts";
 import type { EventSink } from "../../events/sink.ts";
+import { eventsFeature, type FeatureContext } from "../feature.ts";
+import { containerEventFields } from "../../pod/container.ts";
 
 export const NET_RX_LATENCY = "net_rx_latency";
 
@@ -429,3 +431,20 @@ export function netRxLatencyTracer(
 ): NetRxLatencyTracer {
   return new NetRxLatencyTracer(netRxLatencyOptions(ctx.config), ctx);
 }
+
+/** net_rx_latency's view of the container registry: event fields by network namespace. */
+function netnsResolver(ctx: FeatureContext): NetnsContainerResolver | undefined {
+  const reg = ctx.containers;
+  if (!reg) return undefined;
+  return {
+    containerByNetns: (inode) => {
+      const c = reg.byNetns(inode);
+      return c ? containerEventFields(c) : undefined;
+    },
+  };
+}
+
+export default eventsFeature(
+  "net_rx_latency",
+  (ctx) => netRxLatencyTracer({ ...ctx, containers: netnsResolver(ctx) }),
+);

@@ -6,12 +6,13 @@
 
 import { parseNetDev } from "../../host/netdev.ts";
 import type { ContainerRegistry } from "../../pod/container.ts";
-import type { Collector, CollectorContext } from "../feature.ts";
+import type { Collector } from "../../core/collector.ts";
+import type { FeatureContext } from "../feature.ts";
 import { NameFilter } from "../../metrics/filter.ts";
-import { netdevSamples } from "./netdev.ts";
+import { netdevSamples } from "./samples.ts";
 import { perNetns } from "../shared/netns.ts";
 
-export function netdevContainer({ fs, config }: CollectorContext, containers: ContainerRegistry): Collector {
+export function netdevContainer({ fs, config }: FeatureContext, containers: ContainerRegistry): Collector {
   const cfg = config.MetricCollector.NetdevStats;
   const filter = new NameFilter(cfg.DeviceIncluded, cfg.DeviceExcluded);
   return {

@@ -14,10 +14,11 @@
 // stays running, says once in the log that it is idle, and keeps rescanning.
 
 import { type HostFs, MAX_PROC_FILE_BYTES } from "../../host/fs.ts";
-import { readTextFileBounded } from "../../host/read.ts";
+import { readTextFileBounded } from "../../io/read.ts";
 import type { Logger } from "../../log/logger.ts";
 import type { Tracer, TracerContext } from "../../tracing/manager.ts";
 import type { EventSink } from "../../events/sink.ts";
+import { eventsFeature } from "../feature.ts";
 
 export const TRACER_NAME = "netdev_bonding_lacp";
 export const DEFAULT_INTERVAL_MS = 2000;
@@ -281,3 +282,5 @@ export function netdevBondingLacpTracer(
 ): BondingLacpTracer {
   return new BondingLacpTracer({ fs: ctx.fs, log: ctx.log, events: ctx.events, intervalMs });
 }
+
+export default eventsFeature("netdev_bonding_lacp", (ctx) => netdevBondingLacpTracer(ctx));

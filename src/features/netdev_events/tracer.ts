@@ -23,7 +23,8 @@
 // notification as the admin state and does not wait for the linkwatch
 // operstate update.
 
-import { ethtoolDriverInfo, readLinkStates, RtNetlinkMonitor } from "../../../ffi/netlink.ts";
+import { ethtoolDriverInfo, RtNetlinkMonitor } from "../../../ffi/netlink.ts";
+import { readLinkStates } from "../../host/rtnetlink_read.ts";
 import {
   IFF_LOWER_UP,
   IFF_UP,

@@ -10,6 +10,7 @@ import { IFNAMSIZ, recordLayout, RecordReader } from "../../bpf/record.ts";
 import { type BpfRuntime, BpfTracer } from "../../bpf/tracer.ts";
 import type { Logger } from "../../log/logger.ts";
 import type { EventSink } from "../../events/sink.ts";
+import { eventsFeature } from "../feature.ts";
 
 export const TRACER_NAME = "netdev_txqueue_timeout";
 
@@ -67,3 +68,5 @@ export function netdevTxqueueTimeoutTracer(
     buffers: [{ map: "netdev_txqueue_timeout_events", onRecord: onRecord(ctx.log, ctx.events) }],
   }, ctx.bpf);
 }
+
+export default eventsFeature("netdev_txqueue_timeout", (ctx) => netdevTxqueueTimeoutTracer(ctx));

@@ -4,12 +4,13 @@
 // names, help and MetricCollector.Netstat Included/Excluded filter.
 
 import type { ContainerRegistry } from "../../pod/container.ts";
-import type { Collector, CollectorContext } from "../feature.ts";
+import type { Collector } from "../../core/collector.ts";
+import type { FeatureContext } from "../feature.ts";
 import { NameFilter } from "../../metrics/filter.ts";
-import { NETSTAT_SOURCES, netstatSamples } from "./netstat.ts";
+import { NETSTAT_SOURCES, netstatSamples } from "./samples.ts";
 import { perNetns } from "../shared/netns.ts";
 
-export function netstatContainer({ fs, config }: CollectorContext, containers: ContainerRegistry): Collector {
+export function netstatContainer({ fs, config }: FeatureContext, containers: ContainerRegistry): Collector {
   const filter = new NameFilter(
     config.MetricCollector.Netstat.Included,
     config.MetricCollector.Netstat.Excluded,

@@ -8,6 +8,7 @@ import type { Logger } from "../../log/logger.ts";
 import type { EventSink } from "../../events/sink.ts";
 import { recordLayout, RecordReader, TASK_COMM_LEN } from "../../bpf/record.ts";
 import { containerEventFields, type ContainerRegistry, controllerLookup } from "../../pod/container.ts";
+import { eventsFeature } from "../feature.ts";
 
 /** struct oom_event in bpf/oom.bpf.c (pids are tgids; memory sizes in pages). */
 export const OOM_RECORD = recordLayout("oom.o", "oom_event", 120, {
@@ -136,3 +137,5 @@ export function oomTracer(
     buffers: [{ map: "oom_events", onRecord: onRecord(ctx.log, ctx.events, ctx.containers) }],
   }, ctx.bpf);
 }
+
+export default eventsFeature("oom", (ctx) => oomTracer(ctx));

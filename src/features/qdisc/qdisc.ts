@@ -3,15 +3,15 @@
 // agent's net namespace. Qdiscs of the same kind on one device (e.g. the
 // per-queue children of mq) are summed so no series is ever duplicated.
 
-import { readLinks, readQdiscs, RtNetlink } from "../../../ffi/netlink.ts";
+import { RtNetlink } from "../../../ffi/netlink.ts";
+import { readLinks, readQdiscs } from "../../host/rtnetlink_read.ts";
 import type { QdiscStats } from "../../host/rtnetlink.ts";
-import { defineCollector } from "../feature.ts";
+import { metricsFeature } from "../feature.ts";
 import { NameFilter } from "../../metrics/filter.ts";
 import { counter, gauge, type Sample } from "../../core/sample.ts";
 
 // readLinkStats lives beside the other netlink readers; the netdev collector
 // imports it from here.
-export { readLinkStats } from "../../../ffi/netlink.ts";
 
 type QdiscCounterField = "backlog" | "bytes" | "qlen" | "drops" | "overlimits" | "packets" | "requeues";
 
@@ -99,7 +99,7 @@ export function qdiscSamples(totals: readonly QdiscTotals[]): Sample[] {
   return out;
 }
 
-export default defineCollector("qdisc", ({ config }) => {
+export default metricsFeature("qdisc", ({ config }) => {
   const cfg = config.MetricCollector.Qdisc;
   const filter = new NameFilter(cfg.DeviceIncluded, cfg.DeviceExcluded);
   const scrape = (): Sample[] => {

@@ -125,7 +125,7 @@ import { BpfRuntime } from ${JSON.stringify(new URL("../../bpf/tracer.ts", impor
 const scrape = async (excluded) => {
   const config = defaultConfig();
   config.MetricCollector.Qdisc.DeviceExcluded = excluded;
-  const c = qdisc.create({ fs: new HostFs(), config, log: silentLogger, bpf: new BpfRuntime("") });
+  const c = qdisc.create({ fs: new HostFs(), config, log: silentLogger, bpf: new BpfRuntime("") }).collector;
   try { return await c.collect(); } finally { c.close?.(); }
 };
 console.log(JSON.stringify({ all: await scrape(""), excluded: await scrape("^vq1$") }));
@@ -211,6 +211,6 @@ Deno.test("collector with config: builds from defaultConfig and names itself qdi
     config: defaultConfig(),
     log: silentLogger,
     bpf: new BpfRuntime(""),
-  });
+  }).collector!;
   assertEquals(c.name, "qdisc");
 });

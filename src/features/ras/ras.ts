@@ -14,7 +14,7 @@ import { Cooldown } from "../../events/backoff.ts";
 import type { EventSink } from "../../events/sink.ts";
 import type { Logger } from "../../log/logger.ts";
 import { type Tracer, type TracerContext, UnsupportedError } from "../../tracing/manager.ts";
-import { defineCollector } from "../feature.ts";
+import { metricsFeature } from "../feature.ts";
 import { counter } from "../../core/sample.ts";
 
 /** Sources in the order of bpf/ras.bpf.c's enum ras_source (= ras_count keys) and of the metric's type label. */
@@ -588,7 +588,7 @@ export function rasEventHandler(
   };
 }
 
-export default defineCollector("ras", ({ bpf, log, events, config }) => {
+export default metricsFeature("ras", ({ bpf, log, events, config }) => {
   const tracer = new RasTracer({ bpf, log, events, mceThrBackoffSec: config.EventTracing.Ras.MceThrBackoff });
   return {
     tracer,
@@ -601,4 +601,4 @@ export default defineCollector("ras", ({ bpf, log, events, config }) => {
       );
     },
   };
-}, { tracing: true });
+}, { tracing: true, events: true });

@@ -7,7 +7,7 @@ import type { BpfMap } from "../../../ffi/libbpf.ts";
 import { BpfTracer } from "../../bpf/tracer.ts";
 import { hashZones, sumPerCpuZones } from "../../bpf/zones.ts";
 import { containerLabels, controllerLookup } from "../../pod/container.ts";
-import { defineCollector } from "../feature.ts";
+import { metricsFeature } from "../feature.ts";
 import { gauge, type Sample } from "../../core/sample.ts";
 import { CgroupKeyJoin, type Matched, u64Key } from "../shared/bpf_join.ts";
 
@@ -48,7 +48,7 @@ export function runqlatContainerSamples(matched: readonly Matched<CgroupZones>[]
   return out;
 }
 
-export default defineCollector("runqlat", ({ bpf, containers }) => {
+export default metricsFeature("runqlat", ({ bpf, containers }) => {
   const tracer = new BpfTracer({
     name: "runqlat",
     object: "runqlat.o",

@@ -6,7 +6,7 @@
 
 import type { Container } from "../../pod/container.ts";
 import { describeFsError, type HostFs, MAX_PROC_FILE_BYTES, SourceError } from "../../host/fs.ts";
-import { readTextFileBoundedSync } from "../../host/read.ts";
+import { readTextFileBoundedSync } from "../../io/read.ts";
 import { Slicer } from "../../host/slicer.ts";
 import { parseCpuList } from "../../host/cpulist.ts";
 

@@ -9,7 +9,7 @@ import { defaultConfig } from "../../config/schema.ts";
 import { silentLogger } from "../../log/logger.ts";
 import { Registry } from "../../metrics/registry.ts";
 import type { Container } from "../../pod/container.ts";
-import { CONTAINER_COLLECTORS } from "./container_part.ts";
+import { FEATURES } from "../index.ts";
 import { context, staticRegistry } from "../../../testing/containers.ts";
 import { exists } from "../../../testing/fs.ts";
 
@@ -121,7 +121,7 @@ Deno.test({
       const containers = staticRegistry([container]);
       const registry = new Registry({ host: "it-host", region: "it" }, silentLogger);
       const ctx = context("", defaultConfig()); // no filters: every memory.stat line
-      for (const def of CONTAINER_COLLECTORS) registry.register(def.create(ctx, containers));
+      for (const f of FEATURES) if (f.container) registry.register(f.container(ctx, containers));
 
       await registry.scrape();
       await new Promise((r) => setTimeout(r, 1500));
@@ -171,8 +171,8 @@ Deno.test({
         id: "f".repeat(64),
         cgroupPaths: { unified: dirs.unified },
       }]);
-      const util = CONTAINER_COLLECTORS.find((d) => d.name === "cpu_util")!.create(ctx, v2only);
-      const load = CONTAINER_COLLECTORS.find((d) => d.name === "loadavg")!.create(ctx, v2only);
+      const util = FEATURES.find((f) => f.name === "cpu_util")!.container!(ctx, v2only);
+      const load = FEATURES.find((f) => f.name === "loadavg")!.container!(ctx, v2only);
       await util.collect();
       await new Promise((r) => setTimeout(r, 1000));
       const v2 = new Map([...await util.collect(), ...await load.collect()].map((s) => [s.name, s.value]));

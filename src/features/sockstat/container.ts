@@ -5,13 +5,14 @@
 // host series only), so per container they would only repeat the host value.
 
 import type { ContainerRegistry } from "../../pod/container.ts";
-import type { Collector, CollectorContext } from "../feature.ts";
-import { sockstatSamples } from "./sockstat.ts";
+import type { Collector } from "../../core/collector.ts";
+import type { FeatureContext } from "../feature.ts";
+import { sockstatSamples } from "./samples.ts";
 import { perNetns } from "../shared/netns.ts";
 
 const perNamespace = (_proto: string, key: string) => key !== "mem";
 
-export function sockstatContainer({ fs }: CollectorContext, containers: ContainerRegistry): Collector {
+export function sockstatContainer({ fs }: FeatureContext, containers: ContainerRegistry): Collector {
   return {
     name: "sockstat",
     collect() {

@@ -3,12 +3,12 @@
 
 import { BpfTracer } from "../../bpf/tracer.ts";
 import { perCpuZones } from "../../bpf/zones.ts";
-import { defineCollector } from "../feature.ts";
+import { metricsFeature } from "../feature.ts";
 import { gauge, type Sample } from "../../core/sample.ts";
 
 const TYPES = ["NET_RX", "NET_TX"] as const; // map keys 0 and 1
 
-export default defineCollector("softirq", ({ bpf }) => {
+export default metricsFeature("softirq", ({ bpf }) => {
   const tracer = new BpfTracer({ name: "softirq", object: "softirq.o" }, bpf);
   return {
     tracer,

@@ -16,6 +16,7 @@ import { type Tracer, type TracerContext, UnsupportedError } from "../../tracing
 import type { EventSink } from "../../events/sink.ts";
 import { taskCgroupId } from "../../events/task_cgroup.ts";
 import { parseCpuList } from "../../host/cpulist.ts";
+import { eventsFeature } from "../feature.ts";
 
 export const TRACER_NAME = "softirq_tracing";
 
@@ -347,3 +348,5 @@ export class SoftirqTracing implements Tracer {
 export function softirqTracingTracer(ctx: SoftirqTracingContext): SoftirqTracing {
   return new SoftirqTracing(ctx);
 }
+
+export default eventsFeature("softirq_tracing", (ctx) => softirqTracingTracer(ctx));

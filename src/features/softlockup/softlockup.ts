@@ -12,7 +12,7 @@ import { StormBackoff } from "../../events/backoff.ts";
 import { CpuStackSampler } from "../../events/kernel_stacks.ts";
 import type { EventSink } from "../../events/sink.ts";
 import type { Logger } from "../../log/logger.ts";
-import { defineCollector } from "../feature.ts";
+import { metricsFeature } from "../feature.ts";
 import { counter } from "../../core/sample.ts";
 import { taskCgroupId } from "../../events/task_cgroup.ts";
 
@@ -95,7 +95,7 @@ function onRecord(
   };
 }
 
-export default defineCollector("softlockup", ({ bpf, log, events }) => {
+export default metricsFeature("softlockup", ({ bpf, log, events }) => {
   const sampler = new CpuStackSampler({
     program: () => tracer.object.program("softlockup_cpu_stack"),
     requestMap: () => tracer.object.map("softlockup_cpustack_req"),
@@ -118,4 +118,4 @@ export default defineCollector("softlockup", ({ bpf, log, events }) => {
       return Promise.resolve([counter("softlockup_total", "softlockup counter", n)]);
     },
   };
-}, { tracing: true });
+}, { tracing: true, events: true });

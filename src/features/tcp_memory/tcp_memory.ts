@@ -4,7 +4,7 @@
 import { SourceError } from "../../host/fs.ts";
 import { parseSockStat } from "../../host/sockstat.ts";
 import { pageSize } from "../../../ffi/libc.ts";
-import { defineCollector } from "../feature.ts";
+import { metricsFeature } from "../feature.ts";
 import { gauge } from "../../core/sample.ts";
 
 export function parseTcpMem(text: string, path = "tcp_mem"): number {
@@ -15,7 +15,7 @@ export function parseTcpMem(text: string, path = "tcp_mem"): number {
   return Number(f[2]);
 }
 
-export default defineCollector("tcp_memory", ({ fs }) => {
+export default metricsFeature("tcp_memory", ({ fs }) => {
   const page = pageSize();
   return {
     async collect() {

@@ -9,7 +9,7 @@ import {
   readRegularFile,
   readRegularFileSync,
 } from "./read.ts";
-import { HostFs, MAX_PROC_FILE_BYTES, SourceError } from "./fs.ts";
+import { HostFs, MAX_PROC_FILE_BYTES, SourceError } from "../host/fs.ts";
 
 function caught(fn: () => unknown): Error {
   try {
