@@ -13,6 +13,7 @@ import { assert, assertEquals } from "../../../testing/assert.ts";
 import type { Sample } from "../../core/sample.ts";
 import dropwatch, { dropSamples } from "./dropwatch.ts";
 import { exists } from "../../../testing/fs.ts";
+import { testTracerContext } from "../../../testing/tracer.ts";
 
 const OUT = new URL("../../../_output/bpf", import.meta.url).pathname;
 
@@ -84,13 +85,7 @@ Deno.test({
     });
     const c = { ...parts.collector!, tracer: parts.tracer! };
     const ac = new AbortController();
-    await c.tracer.start({
-      log: silentLogger,
-      signal: ac.signal,
-      fail: (err) => {
-        throw err;
-      },
-    });
+    await c.tracer.start(testTracerContext(ac.signal));
     const fd = socket(AF_INET, SOCK_DGRAM, 0);
     try {
       bind(fd, sockaddrIn(0));

@@ -42,6 +42,7 @@ import {
   parsePrintSymbolic,
 } from "./tracer.ts";
 import { exists } from "../../../testing/fs.ts";
+import { testTracerContext } from "../../../testing/tracer.ts";
 
 const OUT = new URL("../../../_output/bpf", import.meta.url).pathname;
 const F = DROP_RECORD.fields;
@@ -554,13 +555,7 @@ async function run(opts: DropwatchOptions = {}, excludeNeighInvalidate = true): 
     excludeNeighInvalidate,
   }, { eventsPerSec: 0, ...opts }); // no rate limit: other drops on the host must not starve ours
   const ac = new AbortController();
-  await tracer.start({
-    log: silentLogger,
-    signal: ac.signal,
-    fail: (err) => {
-      throw err;
-    },
-  });
+  await tracer.start(testTracerContext(ac.signal));
   return {
     tracer,
     events,

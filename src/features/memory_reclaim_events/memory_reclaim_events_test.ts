@@ -64,25 +64,6 @@ Deno.test("reclaimRecord decodes struct reclaim_event and reclaimTracerData uses
   assertThrows(() => reclaimRecord(v, o + 1, RECLAIM_RECORD.size), RangeError);
 });
 
-async function removeCgroup(dir: string): Promise<void> {
-  if (!exists(dir)) return;
-  const deadline = Date.now() + 5000;
-  for (;;) {
-    const procs = Deno.readTextFileSync(`${dir}/cgroup.procs`).trim();
-    if (procs === "") {
-      try {
-        Deno.removeSync(dir);
-        return;
-      } catch (err) {
-        if (Date.now() > deadline) throw err;
-      }
-    } else if (Date.now() > deadline) {
-      throw new Error(`${dir} still has tasks: ${procs}`);
-    }
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
-
 // Writes 256 MiB to a disk file, drops it from the page cache, reads it twice:
 // in a 32 MiB memory cgroup every page it caches is charged over the limit.
 const FILE_CHURN = `
@@ -109,6 +90,8 @@ with open(sys.argv[1] + "/memory.force_empty", "w") as f:
     f.write("0")
 print(time.monotonic_ns() - t0)
 `;
+import { testTracerContext } from "../../../testing/tracer.ts";
+import { removeCgroupTree } from "../../../testing/cgroup_tree.ts";
 
 const usage = () => Number(Deno.readTextFileSync(`${CG}/memory.usage_in_bytes`).trim());
 
@@ -127,16 +110,10 @@ Deno.test({
     });
     const ac = new AbortController();
     const data = await Deno.makeTempFile({ dir: "/var/tmp", prefix: "huatuo-it-reclaim-" });
-    await removeCgroup(CG); // a leftover of an interrupted run
+    await removeCgroupTree(CG); // a leftover of an interrupted run
     Deno.mkdirSync(CG);
     try {
-      await tracer.start({
-        log: silentLogger,
-        signal: ac.signal,
-        fail: (err) => {
-          throw err;
-        },
-      });
+      await tracer.start(testTracerContext(ac.signal));
       Deno.writeTextFileSync(`${CG}/memory.limit_in_bytes`, String(32 << 20));
       const ino = Deno.statSync(CG).ino;
       assert(ino !== null && ino > 0, "cgroup dir inode");
@@ -200,7 +177,7 @@ Deno.test({
     } finally {
       ac.abort();
       tracer.stop();
-      await removeCgroup(CG);
+      await removeCgroupTree(CG);
       await Deno.remove(data).catch(() => {});
     }
   },

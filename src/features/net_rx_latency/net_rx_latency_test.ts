@@ -27,6 +27,7 @@ import {
 import { exists } from "../../../testing/fs.ts";
 import { ShortRecordError } from "../../bpf/record.ts";
 import { formatIPv6 } from "../../host/inet.ts";
+import { testTracerContext } from "../../../testing/tracer.ts";
 
 const OUT = new URL("../../../_output/bpf", import.meta.url).pathname;
 
@@ -360,13 +361,7 @@ async function withTracer(
   });
   const ac = new AbortController();
   try {
-    await tracer.start({
-      log: silentLogger,
-      signal: ac.signal,
-      fail: (err) => {
-        throw err;
-      },
-    });
+    await tracer.start(testTracerContext(ac.signal));
     await sleep(50); // net_enable_timestamp() flips its static key from a workqueue
     await fn(tracer, got);
   } finally {

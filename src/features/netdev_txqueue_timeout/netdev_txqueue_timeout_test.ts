@@ -18,6 +18,7 @@ import {
 } from "./netdev_txqueue_timeout.ts";
 import { exists } from "../../../testing/fs.ts";
 import { ShortRecordError } from "../../bpf/record.ts";
+import { testTracerContext } from "../../../testing/tracer.ts";
 
 const OUT = new URL("../../../_output/bpf", import.meta.url).pathname;
 const TRACEPOINT = "net_dev_xmit_timeout";
@@ -75,13 +76,7 @@ Deno.test({
   async fn() {
     const tracer = netdevTxqueueTimeoutTracer({ bpf: new BpfRuntime(OUT), log: silentLogger });
     const ac = new AbortController();
-    await tracer.start({
-      log: silentLogger,
-      signal: ac.signal,
-      fail: (err) => {
-        throw err;
-      },
-    });
+    await tracer.start(testTracerContext(ac.signal));
     try {
       const prog = tracer.object.programs.find((p) => p.name === "netdev_txqueue_timeout");
       assert(prog && prog.fd >= 0, "program loaded");
@@ -135,13 +130,7 @@ Deno.test({
       log: silentLogger,
       events: (e) => got.push(e),
     });
-    await tracer.start({
-      log: silentLogger,
-      signal: new AbortController().signal,
-      fail: (err) => {
-        throw err;
-      },
-    });
+    await tracer.start(testTracerContext());
     try {
       const prog = tracer.object.programs.find((p) => p.name === "netdev_txqueue_timeout")!;
       // A NULL net_device: every read faults, so names are empty (as for a device without a parent driver).

@@ -7,6 +7,8 @@ import type { EventInput } from "../../events/sink.ts";
 import { OOM_RECORD, oomContainerFields, oomRecord, oomTracer, oomTracerData } from "./oom.ts";
 import { exists } from "../../../testing/fs.ts";
 import { ShortRecordError } from "../../bpf/record.ts";
+import { testTracerContext } from "../../../testing/tracer.ts";
+import { removeCgroupTree } from "../../../testing/cgroup_tree.ts";
 
 const OUT = new URL("../../../_output/bpf", import.meta.url).pathname;
 const MEMCG = "/sys/fs/cgroup/memory";
@@ -78,25 +80,6 @@ Deno.test("oomRecord decodes struct oom_event and oomTracerData uses the seed's 
   assertThrows(() => oomRecord(v, o + 1, OOM_RECORD.size), RangeError);
 });
 
-async function removeCgroup(dir: string): Promise<void> {
-  if (!exists(dir)) return;
-  const deadline = Date.now() + 5000;
-  for (;;) {
-    const procs = Deno.readTextFileSync(`${dir}/cgroup.procs`).trim();
-    if (procs === "") {
-      try {
-        Deno.removeSync(dir);
-        return;
-      } catch (err) {
-        if (Date.now() > deadline) throw err;
-      }
-    } else if (Date.now() > deadline) {
-      throw new Error(`${dir} still has tasks: ${procs}`);
-    }
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
-
 Deno.test({
   name: "a memory cgroup OOM kill becomes one oom event naming victim, trigger and memcg",
   ignore: skip !== undefined,
@@ -109,16 +92,10 @@ Deno.test({
     });
     const ac = new AbortController();
     let child: Deno.ChildProcess | undefined;
-    await removeCgroup(CG); // a leftover of an interrupted run
+    await removeCgroupTree(CG); // a leftover of an interrupted run
     Deno.mkdirSync(CG);
     try {
-      await tracer.start({
-        log: silentLogger,
-        signal: ac.signal,
-        fail: (err) => {
-          throw err;
-        },
-      });
+      await tracer.start(testTracerContext(ac.signal));
       Deno.writeTextFileSync(`${CG}/memory.limit_in_bytes`, String(32 << 20));
       if (exists(`${CG}/memory.memsw.limit_in_bytes`)) {
         Deno.writeTextFileSync(`${CG}/memory.memsw.limit_in_bytes`, String(32 << 20));
@@ -172,7 +149,7 @@ Deno.test({
       }
       ac.abort();
       tracer.stop();
-      await removeCgroup(CG);
+      await removeCgroupTree(CG);
     }
   },
 });

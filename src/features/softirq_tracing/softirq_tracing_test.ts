@@ -233,6 +233,7 @@ r.close()
 time.sleep(0.5)
 `;
 import { parseCpuList } from "../../host/cpulist.ts";
+import { testTracerContext } from "../../../testing/tracer.ts";
 
 async function python(script: string, args: string[]): Promise<{ pid: number; stdout: string }> {
   const child = new Deno.Command(PYTHON, {
@@ -254,13 +255,7 @@ function start(threshold: number, got: EventInput[]): { tracer: SoftirqTracing; 
     config: { EventTracing: { Softirq: { DisabledThreshold: threshold } } },
     events: (ev) => got.push(ev),
   });
-  const started = tracer.start({
-    log: silentLogger,
-    signal: new AbortController().signal,
-    fail: (err) => {
-      throw err;
-    },
-  });
+  const started = tracer.start(testTracerContext());
   return { tracer, started };
 }
 
