@@ -43,6 +43,8 @@ export interface HubStats {
   delivered: number;
   /** Subscribers cut off because their queue was full or their writes kept failing. */
   droppedClients: number;
+  /** Subscribers cut off because their filters used more than their time budget. */
+  filterBudgetCutOffs: number;
   /** Replayed events handed to subscribers by next(). */
   replayed: number;
   subscribers: number;
@@ -167,6 +169,7 @@ export class EventHub {
   #published = 0;
   #delivered = 0;
   #droppedClients = 0;
+  #filterBudgetCutOffs = 0;
   #replayed = 0;
   #byTracer = new Map<string, number>();
 
@@ -214,6 +217,7 @@ export class EventHub {
       published: this.#published,
       delivered: this.#delivered,
       droppedClients: this.#droppedClients,
+      filterBudgetCutOffs: this.#filterBudgetCutOffs,
       replayed: this.#replayed,
       subscribers: this.#subs.size,
       byTracer: new Map(this.#byTracer),
@@ -223,6 +227,11 @@ export class EventHub {
   /** A writer closed a subscriber that stopped reading (e.g. failed writes): counted with the cut-off ones. */
   countSlowClient(): void {
     this.#droppedClients++;
+  }
+
+  /** A writer closed a subscriber whose filters used more than their time budget. */
+  countFilterBudgetCutOff(): void {
+    this.#filterBudgetCutOffs++;
   }
 
   /** @internal called by Subscription. */

@@ -33,6 +33,7 @@ Deno.test("hub: publish assigns monotonic sequence numbers and fans out to all s
     published: 2,
     delivered: 3,
     droppedClients: 0,
+    filterBudgetCutOffs: 0,
     replayed: 0,
     subscribers: 2,
     byTracer: new Map([["oom", 1], ["hungtask", 1]]),

@@ -1,6 +1,7 @@
 // The event pipeline as metrics: events per tracer, and the watch fan-out
-// (clients, deliveries, clients cut off for being too slow), so a dashboard
-// shows both "the kernel is reporting" and "subscribers keep up".
+// (clients, deliveries, clients cut off for being too slow or for filters
+// over their time budget), so a dashboard shows both "the kernel is
+// reporting" and "subscribers keep up".
 
 import type { Collector } from "../core/collector.ts";
 import { counter, gauge, type Sample } from "../core/sample.ts";
@@ -31,6 +32,11 @@ export function eventsCollector(hub: EventHub): Collector {
           "events_watch_clients_cut_off_total",
           "Watch subscribers disconnected because they did not keep up (their queue filled).",
           s.droppedClients,
+        ),
+        counter(
+          "events_watch_clients_filter_budget_exceeded_total",
+          "Watch subscribers disconnected because their filters used more than their time budget.",
+          s.filterBudgetCutOffs,
         ),
       );
       return Promise.resolve(out);

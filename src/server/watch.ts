@@ -1,13 +1,25 @@
 // POST /v1/events/watch: kernel events as a Server-Sent Events stream of
-// CloudEvents 1.0 envelopes (seed 6.2 "内核事件订阅"). Filters are regexes,
-// ANDed; `: ping` comments every KeepAliveInterval; a client that fails three
-// consecutive writes is closed; beyond MaxClients new requests get HTTP 429.
+// CloudEvents 1.0 envelopes (seed 6.2 "内核事件订阅"). Filters are RE2
+// regexes, ANDed, matched in linear time (watch_filter.ts); `: ping` comments
+// every KeepAliveInterval; a client that fails three consecutive writes is
+// closed, and so is one whose filters use more than their time budget;
+// beyond MaxClients new requests get HTTP 429.
 
 import { z } from "zod";
 import type { EventHub, HubEvent, Subscription } from "../events/hub.ts";
 import type { Logger } from "../log/logger.ts";
-import type { EventDocument } from "../core/document.ts";
+import { BodyTooLargeError, readBodyText } from "./body.ts";
+import { FilterBudget } from "./filter_budget.ts";
 import { jsonResponse } from "./json.ts";
+import { type CompiledFilters, compileFilters, matchFilters, WatchRequestError } from "./watch_filter.ts";
+
+export {
+  type CompiledFilters,
+  FILTER_FIELDS,
+  type FilterField,
+  matchFilters,
+  WatchRequestError,
+} from "./watch_filter.ts";
 
 export const WATCH_EVENT_TYPE = "tech.huatuo.kernel.event";
 
@@ -25,14 +37,21 @@ const MAX_EVENTS_PER_WRITE = 65_536;
 /** Recent coalesced writes kept for other clients pulling the same events. */
 const MAX_SHARED_BATCHES = 32;
 
-export const FILTER_FIELDS = [
-  "tracer_name",
-  "hostname",
-  "container_hostname",
-  "container_host_namespace",
-  "region",
-] as const;
-export type FilterField = typeof FILTER_FIELDS[number];
+/** Largest request body read (a watch request is a few filters). */
+export const MAX_WATCH_BODY_BYTES = 64 * 1024;
+
+/**
+ * A subscriber's filters may match for FILTER_BUDGET_MS in every
+ * FILTER_WINDOW_MS (1% of the one JS thread). Remembered results make an
+ * ordinary filter cost ~nothing per event, and a fresh value costs it ~1 µs
+ * (`^hungtask$` on a hostname-sized value), so only a pattern that is slow
+ * on many new values comes near it. The worst single event
+ * (MAX_FILTER_INSTRUCTIONS × MAX_FIELD_CHARS) takes 4-16 ms, so such a
+ * subscriber is cut off after one to three events; the 10 ms absorb a
+ * garbage-collection pause landing inside a timed match.
+ */
+export const FILTER_BUDGET_MS = 10;
+export const FILTER_WINDOW_MS = 1000;
 
 const watchRequestSchema = z.strictObject({
   filters: z.strictObject({
@@ -83,15 +102,9 @@ export interface WatchHandlerOptions {
   /** config.EventsWatch.KeepAliveInterval, in seconds (fractions allowed for tests). */
   keepAliveSec: number;
   log: Logger;
+  /** Matching time each subscriber's filters may use per window; default FILTER_BUDGET_MS per FILTER_WINDOW_MS. */
+  filterBudget?: { limitMs: number; windowMs: number };
 }
-
-export class WatchRequestError extends Error {
-  constructor(readonly field: string, message: string) {
-    super(message);
-  }
-}
-
-export type CompiledFilters = Partial<Record<FilterField, RegExp>>;
 
 export interface WatchOptions {
   filters: CompiledFilters;
@@ -121,30 +134,10 @@ export function parseWatchOptions(body: string): WatchOptions {
     const field = path.length ? path.join(".") : "body";
     throw new WatchRequestError(field, `invalid field ${field}: ${issue.message}`);
   }
-  const out: CompiledFilters = {};
-  const includeTracerData = parsed.data.include_tracer_data === true;
-  for (const key of FILTER_FIELDS) {
-    const pattern = parsed.data.filters?.[key];
-    if (pattern === undefined || pattern === "") continue; // empty matches everything
-    try {
-      out[key] = new RegExp(pattern);
-    } catch (err) {
-      throw new WatchRequestError(
-        `filters.${key}`,
-        `invalid regex for filters.${key}: ${(err as Error).message}`,
-      );
-    }
-  }
-  return { filters: out, includeTracerData };
-}
-
-/** AND of all compiled filters; an absent document field is matched as "". */
-export function matchFilters(filters: CompiledFilters, doc: EventDocument): boolean {
-  for (const key of FILTER_FIELDS) {
-    const re = filters[key];
-    if (re && !re.test(doc[key] ?? "")) return false;
-  }
-  return true;
+  return {
+    filters: compileFilters(parsed.data.filters ?? {}),
+    includeTracerData: parsed.data.include_tracer_data === true,
+  };
 }
 
 const RFC3339 = /^(\d{4}-\d{2}-\d{2})[T ](\d{2}:\d{2}:\d{2})(?:\.(\d{1,9}))?\s?(Z|[+-]\d{2}:?\d{2})$/;
@@ -267,6 +260,8 @@ export function createWatchHandler(opts: WatchHandlerOptions): WatchHandler {
     }
     return out;
   };
+  const { limitMs, windowMs } = opts.filterBudget ??
+    { limitMs: FILTER_BUDGET_MS, windowMs: FILTER_WINDOW_MS };
   let clients = 0;
   let nextClientId = 0;
   const open = new Set<(why: string, abort: boolean) => void>();
@@ -282,12 +277,14 @@ export function createWatchHandler(opts: WatchHandlerOptions): WatchHandler {
     let includeTracerData: boolean;
     let variant: string;
     try {
-      ({ filters, includeTracerData } = parseWatchOptions(await req.text()));
-      // Clients with the same filters and options get byte-identical batches.
+      ({ filters, includeTracerData } = parseWatchOptions(await readBodyText(req, MAX_WATCH_BODY_BYTES)));
+      // Clients with the same filters and options get byte-identical batches
+      // (JSON: a pattern containing "|" or "=" cannot alias another filter set).
       variant = `${includeTracerData ? 1 : 0}|${
-        Object.entries(filters).map(([k, re]) => `${k}=${re.source}`).sort().join("|")
+        JSON.stringify(Object.entries(filters).map(([k, f]) => [k, f.source]).sort())
       }`;
     } catch (err) {
+      if (err instanceof BodyTooLargeError) return jsonResponse(413, { error: err.message });
       if (err instanceof WatchRequestError) {
         return jsonResponse(400, { error: err.message, field: err.field });
       }
@@ -301,9 +298,19 @@ export function createWatchHandler(opts: WatchHandlerOptions): WatchHandler {
     clients++;
     const clientId = ++nextClientId;
 
+    // Filters run inside the hub's publish(), for every event (and, on
+    // subscribe, for the replayed ones): once over budget they stop matching,
+    // and the client is cut off as soon as publish() returns.
+    const budget = new FilterBudget(limitMs, windowMs);
     const sub: Subscription = opts.hub.subscribe({
       lastEventId: parseLastEventId(req),
-      filter: (doc) => matchFilters(filters, doc),
+      filter: (doc) => {
+        if (budget.exceeded) return false;
+        const ok = matchFilters(filters, doc, budget);
+        if (!budget.exceeded) return ok;
+        queueMicrotask(cutOffOverBudget);
+        return false;
+      },
     });
     let controller: ReadableStreamDefaultController<Uint8Array> | undefined;
     let timer: ReturnType<typeof setInterval> | undefined;
@@ -329,6 +336,15 @@ export function createWatchHandler(opts: WatchHandlerOptions): WatchHandler {
     };
     open.add(finish);
     const onAbort = () => finish("client gone");
+    function cutOffOverBudget() {
+      if (done) return;
+      const reason = `filters used more than ${FILTER_BUDGET_MS} ms in ${FILTER_WINDOW_MS} ms (${
+        budget.spentMs.toFixed(1)
+      } ms)`;
+      opts.hub.countFilterBudgetCutOff();
+      opts.log.warn("events watch client cut off: filter budget exceeded", { client: clientId, reason });
+      finish(reason, true);
+    }
 
     /** Enqueue unless the client is backed up; MAX_WRITE_FAILURES in a row closes it. */
     const write = (text: string) => {

@@ -8,7 +8,15 @@ import {
   assertRejects,
   assertStrictEquals,
 } from "../../testing/assert.ts";
-import { type CloudEvent, createWatchHandler, parseWatchRequest, WATCH_EVENT_TYPE } from "./watch.ts";
+import {
+  type CloudEvent,
+  createWatchHandler,
+  FILTER_BUDGET_MS,
+  MAX_WATCH_BODY_BYTES,
+  parseWatchRequest,
+  WATCH_EVENT_TYPE,
+} from "./watch.ts";
+import { MAX_FIELD_CHARS, MAX_PATTERN_BYTES } from "./watch_filter.ts";
 
 const URL_ = "http://localhost:19704/v1/events/watch";
 
@@ -27,7 +35,9 @@ function doc(extra: Partial<EventDocument> = {}): EventDocument {
   };
 }
 
-function setup(opts: { maxClients?: number; keepAliveSec?: number; queueSize?: number } = {}) {
+function setup(
+  opts: { maxClients?: number; keepAliveSec?: number; queueSize?: number; budgetMs?: number } = {},
+) {
   const hub = new EventHub({ queueSize: opts.queueSize });
   const handler = createWatchHandler({
     hub,
@@ -35,6 +45,7 @@ function setup(opts: { maxClients?: number; keepAliveSec?: number; queueSize?: n
     maxClients: opts.maxClients ?? 10,
     keepAliveSec: opts.keepAliveSec ?? 60,
     log: silentLogger,
+    filterBudget: opts.budgetMs === undefined ? undefined : { limitMs: opts.budgetMs, windowMs: 1000 },
   });
   return { hub, handler };
 }
@@ -399,4 +410,128 @@ Deno.test("watch: events that pile up go out in one write, the same for clients 
   assertStrictEquals((a.raw().match(/^id: /gm) ?? []).length, 5);
   assert(withData.raw() !== a.raw() && withData.raw().includes('"tracer_data"'));
   for (const c of [a, b, withData]) c.abort.abort();
+});
+
+Deno.test("watch: a catastrophic pattern matches in linear time; the other clients are unaffected", async () => {
+  // A generous budget: this is about the engine (a slow machine's first, unoptimised matches may take ms).
+  const { hub, handler } = setup({ budgetMs: 1000 });
+  const evil = await connect(handler, '{"filters": {"tracer_name": "(.*){30}Z"}}');
+  const normal = await connect(handler, '{"filters": {"tracer_name": "^a+$"}}');
+  const t0 = performance.now();
+  for (let i = 0; i < 50; i++) hub.publish(doc({ tracer_name: "a".repeat(150 + i) })); // all distinct
+  const ms = performance.now() - t0;
+  console.log(`  50 events through (.*){30}Z on 150-199 chars: ${ms.toFixed(1)} ms`);
+  // A backtracking engine needs years for one of these.
+  assert(ms < 1000, `${ms.toFixed(0)} ms`);
+  for (let i = 0; i < 50; i++) assertStrictEquals((await normal.next())?.id, String(i + 1));
+  assertStrictEquals(await evil.next(20), null);
+  hub.publish(doc({ tracer_name: "aaZ" }));
+  assertStrictEquals((await evil.next())?.id, "51");
+  assertStrictEquals(hub.stats().subscribers, 2);
+  for (const c of [evil, normal]) c.abort.abort();
+});
+
+Deno.test("watch: filters are RE2 as Go users write it: (?i), \\A, \\z, POSIX classes", async () => {
+  const { hub, handler } = setup();
+  const caseless = await connect(handler, '{"filters": {"tracer_name": "(?i)^OOM$"}}');
+  const anchored = await connect(handler, '{"filters": {"hostname": "\\\\Anode-[[:digit:]]+\\\\z"}}');
+  hub.publish(doc({ tracer_name: "oom", hostname: "node-1" })); // 1: both
+  hub.publish(doc({ tracer_name: "ras", hostname: "node-1\n" })); // 2: neither
+  assertStrictEquals((await caseless.next())?.id, "1");
+  assertStrictEquals((await anchored.next())?.id, "1");
+  assertStrictEquals(await caseless.next(20), null);
+  assertStrictEquals(await anchored.next(20), null);
+  for (const c of [caseless, anchored]) c.abort.abort();
+});
+
+Deno.test("watch: field values beyond MAX_FIELD_CHARS never match", async () => {
+  const { hub, handler } = setup();
+  const c = await connect(handler, '{"filters": {"container_hostname": "x"}}');
+  hub.publish(doc({ container_hostname: "x".repeat(MAX_FIELD_CHARS + 1) }));
+  hub.publish(doc({ container_hostname: "x".repeat(MAX_FIELD_CHARS) }));
+  assertStrictEquals((await c.next())?.id, "2");
+  c.abort.abort();
+});
+
+Deno.test("watch: what RE2 rejects, over-long patterns and over-large programs are a JSON 400 naming the field", async () => {
+  const { handler, hub } = setup();
+  const long = "a".repeat(MAX_PATTERN_BYTES + 1);
+  const cases: Array<[unknown, string, RegExp]> = [
+    [{ tracer_name: "(a)\\1" }, "filters.tracer_name", /backreferences are not supported/],
+    [{ hostname: "(?=node)" }, "filters.hostname", /lookaround is not supported/],
+    [{ region: "(?<!cn-)beijing" }, "filters.region", /lookaround is not supported/],
+    [{ container_hostname: "a{1001}" }, "filters.container_hostname", /invalid repeat count/],
+    [{ container_host_namespace: long }, "filters.container_host_namespace", /longer than 1024 bytes/],
+    [{ tracer_name: "é".repeat(513) }, "filters.tracer_name", /longer than 1024 bytes/], // 1026 UTF-8 bytes
+    [{ tracer_name: "(?:a{100}){100}" }, "filters.tracer_name", /expression too large/],
+    // Each fits alone; together they pass MAX_FILTER_INSTRUCTIONS.
+    [
+      { tracer_name: "a{999}", hostname: "b{999}", region: "c{999}" },
+      "filters.region",
+      /expression too large/,
+    ],
+  ];
+  for (const [filters, field, message] of cases) {
+    const body = JSON.stringify({ filters });
+    const res = await handler(new Request(URL_, { method: "POST", body }));
+    assertStrictEquals(res.status, 400, body.slice(0, 80));
+    const json = await res.json() as { error: string; field: string };
+    assertStrictEquals(json.field, field, body.slice(0, 80));
+    assertMatch(json.error, message);
+    assert(json.error.includes(field), json.error);
+  }
+  assertStrictEquals(hub.stats().subscribers, 0);
+  const ok = await handler(
+    new Request(URL_, { method: "POST", body: JSON.stringify({ filters: { region: "a{1000}" } }) }),
+  );
+  assertStrictEquals(ok.status, 200, "RE2's largest repeat count fits");
+  await ok.body!.cancel();
+});
+
+Deno.test("watch: a body over 64 KiB is a JSON 413, whether announced by Content-Length or streamed", async () => {
+  const { handler, hub } = setup();
+  const big = JSON.stringify({ filters: { tracer_name: "x" }, pad: "y".repeat(MAX_WATCH_BODY_BYTES) });
+  const announced = await handler(new Request(URL_, { method: "POST", body: big }));
+  assertStrictEquals(announced.status, 413);
+  assertEquals(await announced.json(), { error: `request body larger than ${MAX_WATCH_BODY_BYTES} bytes` });
+  let pulled = 0;
+  const endless = new ReadableStream<Uint8Array>({
+    pull(c) {
+      pulled++;
+      c.enqueue(new Uint8Array(16 * 1024).fill(0x20));
+    },
+  }, { highWaterMark: 0 });
+  const streamed = await handler(new Request(URL_, { method: "POST", body: endless }));
+  assertStrictEquals(streamed.status, 413);
+  assertEquals(await streamed.json(), { error: "request body larger than 65536 bytes" });
+  assertStrictEquals(pulled, 5, "reading stopped at the first chunk past the limit");
+  assertStrictEquals(hub.stats().subscribers, 0);
+});
+
+Deno.test("watch: a subscriber whose filters exceed their time budget is cut off and counted; others go on", async () => {
+  const { hub, handler } = setup({ maxClients: 3 });
+  // ~1800 instructions matched against fresh 256-character values: 4-16 ms an event (10 ms budget).
+  const costly = await connect(handler, '{"filters": {"tracer_name": "(.*){600}Z"}}');
+  const normal = await connect(handler, '{"filters": {"hostname": "^node-1$"}}');
+  let published = 0;
+  const t0 = performance.now();
+  while (hub.stats().filterBudgetCutOffs === 0 && published < 2000) {
+    hub.publish(doc({ tracer_name: `${published}-`.padEnd(MAX_FIELD_CHARS, "a") }));
+    published++;
+    await null; // the cut-off runs once publish() has returned
+  }
+  const ms = performance.now() - t0;
+  console.log(`  cut off after ${published} events, ${ms.toFixed(1)} ms`);
+  assertStrictEquals(hub.stats().filterBudgetCutOffs, 1);
+  // At most one event past the budget (the first matches, not yet optimised by V8, take longest).
+  assert(ms < FILTER_BUDGET_MS + 100, `matching ran ${ms.toFixed(0)} ms before the cut-off`);
+  assertStrictEquals(hub.stats().subscribers, 1);
+  // Its stream is errored (the connection dropped), not just left idle.
+  await assertRejects(() => costly.readUntil(() => false, 1000));
+  for (let i = 1; i <= published; i++) assertStrictEquals((await normal.next())?.id, String(i));
+  // Later events no longer run the cut-off client's filters.
+  const t1 = performance.now();
+  for (let i = 0; i < 100; i++) hub.publish(doc({ tracer_name: `late-${i}`.padEnd(MAX_FIELD_CHARS, "a") }));
+  assert(performance.now() - t1 < 50, "the cut-off subscriber's filters still run");
+  normal.abort.abort();
 });
