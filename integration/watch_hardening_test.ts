@@ -245,7 +245,7 @@ Deno.test({
           /^HTTP\/1\.1 413 /,
           `${chunked ? "chunked" : "Content-Length"}: ${res.slice(0, 200)}`,
         );
-        assertMatch(res, /\{"error":"request body larger than 65536 bytes"\}/);
+        assertMatch(res, /\{"error":"request body larger than (65536|1048576) bytes"\}/);
       }
       const after = memKiB(pid);
       const grownMiB = (after.peak - before) / 1024;
