@@ -196,6 +196,16 @@ export function flameInconsistencies(root: FlameNode): string[] {
 }
 
 /**
+ * The bound on a text rendering of a tree (collapsed stacks: one line per
+ * distinct stack, so its size grows with depth × stacks). Profiles the agent
+ * takes are far below it; flamedata read from elsewhere may not be.
+ */
+export const MAX_OUTPUT_CHARS = 64 * 1024 * 1024;
+
+/** A rendering would exceed its bound. */
+export class TooLargeError extends Error {}
+
+/**
  * A frame name as one field of a folded line: ";" separates frames and a line
  * ends the record, so they cannot appear inside a name (";" becomes ":",
  * line breaks a space). The count is after the last space, so spaces stay.
@@ -210,19 +220,25 @@ export function foldedName(label: string): string {
  * and inferno add their own). A root's own self (no process at all) has no
  * folded form and is left out; flamedata built here never has one.
  */
-export function foldedFromTree(root: FlameNode): string {
+export function foldedFromTree(root: FlameNode, maxChars = MAX_OUTPUT_CHARS): string {
   const lines: string[] = [];
-  const todo: { node: FlameNode; path: string }[] = [];
-  for (let i = root.children.length - 1; i >= 0; i--) {
-    const c = root.children[i];
-    todo.push({ node: c, path: foldedName(c.label) });
-  }
+  let chars = 0;
+  // Depth-first; `path` holds the names from the process down to the current frame.
+  const path: string[] = [];
+  const todo: { node: FlameNode; depth: number }[] = [];
+  for (let i = root.children.length - 1; i >= 0; i--) todo.push({ node: root.children[i], depth: 0 });
   while (todo.length > 0) {
-    const { node, path } = todo.pop()!;
-    if (node.self > 0) lines.push(`${path} ${node.self}`);
+    const { node, depth } = todo.pop()!;
+    path.length = depth;
+    path.push(foldedName(node.label));
+    if (node.self > 0) {
+      const line = `${path.join(";")} ${node.self}`;
+      chars += line.length + 1;
+      if (chars > maxChars) throw new TooLargeError(`collapsed stacks over ${maxChars} characters`);
+      lines.push(line);
+    }
     for (let i = node.children.length - 1; i >= 0; i--) {
-      const c = node.children[i];
-      todo.push({ node: c, path: `${path};${foldedName(c.label)}` });
+      todo.push({ node: node.children[i], depth: depth + 1 });
     }
   }
   return lines.length > 0 ? lines.join("\n") + "\n" : "";

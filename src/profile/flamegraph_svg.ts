@@ -68,8 +68,19 @@ export function frameColor(label: string): string {
 export function fitText(label: string, px: number): string {
   const room = Math.floor((px - 6) / CHAR_WIDTH);
   if (room < 3) return "";
-  const chars = Array.from(label); // code points: never split a surrogate pair
+  // Code points, never a half of a surrogate pair; at most room + 1 of them are looked at.
+  const chars: string[] = [];
+  for (const ch of label) {
+    if (chars.push(ch) > room) break;
+  }
   return chars.length <= room ? label : chars.slice(0, room - 2).join("") + "..";
+}
+
+/** Labels in hover titles are cut here: a drawing holds up to maxFrames of them. */
+const MAX_TITLE_CHARS = 1000;
+
+function clip(label: string): string {
+  return label.length <= MAX_TITLE_CHARS ? label : Array.from(label).slice(0, MAX_TITLE_CHARS).join("") + "…";
 }
 
 function num(n: number): string {
@@ -183,7 +194,8 @@ export function flameSvg(root: FlameNode, opts: SvgOptions = {}): string {
       const x = PAD + f.x * scale;
       const y = HEADER + (lay.maxLevel - f.level) * FRAME_HEIGHT;
       const w = f.w * scale;
-      const tip = `${f.node.label} (${plural(f.node.value, "sample")}, ${percent(f.node.value, total)}` +
+      const tip =
+        `${clip(f.node.label)} (${plural(f.node.value, "sample")}, ${percent(f.node.value, total)}` +
         (f.node.self > 0 ? `; self ${plural(f.node.self, "sample")}` : "") + ")";
       const text = fitText(f.node.label, w);
       out.push(

@@ -91,7 +91,7 @@ Deno.test("svg: frames under 0.1 px are dropped with a note; maxFrames caps what
   const tree = flameTreeFromSamples(samples);
   const svg = flameSvg(tree);
   const groups = elementsNamed(parseXml(svg), "g");
-  assertEquals(groups.length, 4); // all, big, hot, small (5000 px-wide... no: small is 49 px)
+  assertEquals(groups.length, 4); // all, big, hot and small (56 px); small's 5000 frames are 0.011 px each
   assertMatch(
     svg,
     /5,000 frames narrower than 0\.1 px or past 20000 frames not drawn, with what is above them \(5,000 samples, 4\.76%\)/,

@@ -11,6 +11,7 @@ import {
   foldedFromTree,
   foldedTotal,
   framesOfTree,
+  TooLargeError,
 } from "./flamegraph.ts";
 
 const s = (tgid: number, process: string, frames: string[], count: number): StackSample => ({
@@ -139,6 +140,8 @@ Deno.test("deep stacks (5000 frames) need no recursion", () => {
   assertEquals(data[5001], { level: 5001, value: 3, self: 3, label: "f4999" });
   assertEquals(flameInconsistencies(flameTree(data)), []);
   assertEquals(foldedTotal(foldedFromTree(flameTree(data))), 3);
+  // Collapsed stacks grow with depth × stacks: they are bounded.
+  assertThrows(() => foldedFromTree(tree, 20000), TooLargeError);
 });
 
 Deno.test("a random profile keeps its invariants", () => {
