@@ -123,6 +123,8 @@ ensure_test_deps() {
   need bpftrace bpftrace
   need gcc gcc
   need stress-ng stress-ng
+  # Renders the SVG flame graphs in src/profile/flamegraph_svg_test.ts.
+  need chromium chromium
 }
 
 # Tests attach tp/ programs, which libbpf resolves through tracefs; a fresh host

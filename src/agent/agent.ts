@@ -33,7 +33,7 @@ import { fixMallocThresholds, mallocTrim } from "../../ffi/libc.ts";
 import type { HttpTransport } from "../server/transport.ts";
 import { httpCollector } from "../server/metrics.ts";
 import { agentConfig } from "./config.ts";
-import { buildFeatures } from "./features.ts";
+import { autotracingTracers, buildFeatures } from "./features.ts";
 import { startApiServer } from "./server.ts";
 
 export { applyFlags, resolveConfig } from "./config.ts";
@@ -93,7 +93,7 @@ function assemble(config: Config, opts: CliOptions, log: Logger, cgroup: Runtime
   const tracers = new TracerManager(log);
   const bpf = new BpfRuntime(opts.bpfDir ?? defaultBpfDir());
   const hub = new EventHub();
-  const store = LocalFileStore.fromConfig(config, log);
+  const store = LocalFileStore.fromConfig(config, log, { indexTracers: autotracingTracers() });
   // An unwritable Path is a WARN now, not an ERROR at the first event; the agent runs on either way.
   store.check();
   const es = startEsStorage(config, { disableStorage: opts.disableStorage, log });
@@ -229,6 +229,7 @@ export async function runAgent(opts: CliOptions): Promise<number> {
       token: Deno.env.get("HUATUO_BAMAI_API_TOKEN") || config.APIServer.Token,
       watch: parts.watch,
       containers: parts.containers,
+      documents: parts.store,
     });
   } catch (err) {
     if (!(err instanceof ListenError)) throw err;

@@ -9,6 +9,15 @@ import { FEATURES } from "../features/index.ts";
 import { Registry } from "../metrics/registry.ts";
 import type { Tracer, TracerManager } from "../tracing/manager.ts";
 
+/**
+ * The AutoTracing features' names: their tracers' documents are the ones the
+ * local store indexes for GET /v1/flamegraph/{tracer_id}. Blacklisted ones too:
+ * their files from earlier runs are still served.
+ */
+export function autotracingTracers(features: readonly Feature[] = FEATURES): string[] {
+  return features.filter((f) => f.modes.includes("autotracing")).map((f) => f.name);
+}
+
 export function buildFeatures(
   ctx: FeatureContext,
   constLabels: Record<string, string>,

@@ -1,5 +1,5 @@
 // HTTP API: /metrics, /healthz, /readyz, /version, tracer status and control,
-// events watch, containers. Every error is a JSON body with a 4xx/5xx status;
+// events watch, containers, flame graphs of AutoTracing captures. Every error is a JSON body with a 4xx/5xx status;
 // a handler failure never takes the agent down. The socket side (connection
 // cap, timeouts, body limits) is transport.ts.
 //
@@ -20,6 +20,7 @@ import type { ScrapeResult } from "../metrics/registry.ts";
 import { type ConnInfo, DEFAULT_TRANSPORT, HttpTransport } from "./transport.ts";
 import type { ContainerRegistry } from "../pod/container.ts";
 import { containersRoute } from "./containers.ts";
+import { type DocumentFinder, flamegraphRoute } from "./flamegraph.ts";
 import { jsonResponse, type Route } from "./json.ts";
 
 export { jsonResponse, type Route } from "./json.ts";
@@ -36,6 +37,8 @@ export interface ServerDeps {
   token?: string;
   /** GET /containers/json; absent when containers are not served. */
   containers?: ContainerRegistry;
+  /** GET /v1/flamegraph/{tracer_id} looks documents up here (the local store); absent: every id is a 404. */
+  documents?: DocumentFinder;
 }
 
 const encoder = new TextEncoder();
@@ -195,7 +198,8 @@ export function createHandler(deps: ServerDeps): (req: Request, info?: ConnInfo)
     const byMethod = routes.get(url.pathname);
     if (!byMethod) {
       try {
-        const res = await tracerRoute(req, info, url.pathname, deps);
+        const res = await tracerRoute(req, info, url.pathname, deps) ??
+          await flamegraphRoute(req, url.pathname, deps.documents);
         if (res) return res;
       } catch (err) {
         deps.log.error("http handler failed", { path: url.pathname, error: String(err) });

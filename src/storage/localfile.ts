@@ -12,10 +12,22 @@
 // (storage_local_failed_total, see metrics.ts) and logged once per streak —
 // ERROR with the cause at the first failure, INFO with the number of lost
 // documents when writing works again.
+//
+// Finding a document by tracer_id (GET /v1/flamegraph/{tracer_id}) reads one
+// line, not the files: the store indexes the documents of the tracers it is
+// told to (the AutoTracing ones: a capture every few minutes at most, where
+// event tracers can write thousands a second and would push them out), the
+// most recent 10 000 of them, by tracer file generation and byte offset (see
+// doc_index.ts). An id it has not indexed (written by an earlier run, or
+// pushed out) is looked for by one scan of those tracers' files, which also
+// indexes what it passes; after a scan that saw every line without pushing
+// any id out, an unknown id is answered from memory. One scan runs at a time.
 
 import type { Config } from "../config/schema.ts";
 import { type Logger, silentLogger } from "../log/logger.ts";
 import type { EventDocument } from "../core/document.ts";
+import { fileKind } from "../io/read.ts";
+import { DocIndex, type DocLocation, scanLines, tracerIdOf } from "./doc_index.ts";
 
 export interface LocalFileOptions {
   /** Directory for the record files; "" disables the store. */
@@ -30,7 +42,17 @@ export interface LocalFileOptions {
   log?: Logger;
   /** Monotonic milliseconds, for the ERROR rate limit (tests). */
   now?: () => number;
+  /** Tracers whose documents find() can return (the AutoTracing ones); none by default. */
+  indexTracers?: Iterable<string>;
+  /** Documents indexed, the most recent first (DEFAULT_INDEX_CAPACITY). */
+  indexCapacity?: number;
+  /** find() never reads a line longer than this (DEFAULT_MAX_READ_LINE). */
+  maxReadLine?: number;
 }
+
+export const DEFAULT_INDEX_CAPACITY = 10_000;
+/** A flamedata document of a busy host is a few MB; a line past this is not read back. */
+export const DEFAULT_MAX_READ_LINE = 64 * 1024 * 1024;
 
 /** Documents of one tracer, since the store was created. */
 export interface LocalFileTracerStats {
@@ -150,6 +172,14 @@ export class LocalFileStore {
   readonly #now: () => number;
   readonly #files = new Map<string, OpenFile>();
   readonly #tracers = new Map<string, TracerState>();
+  readonly #indexTracers: ReadonlySet<string>;
+  readonly #index: DocIndex;
+  readonly #maxReadLine: number;
+  /** Rotations per tracer since the store was created: <name>.k holds generation (this − k). */
+  readonly #generations = new Map<string, number>();
+  #scan: Promise<void> | undefined;
+  /** Ids find() waits for the running scan to locate. */
+  readonly #wanted = new Set<string>();
 
   constructor(opts: LocalFileOptions) {
     this.enabled = opts.path !== "";
@@ -158,10 +188,18 @@ export class LocalFileStore {
     this.#maxRotation = Math.max(0, Math.floor(opts.maxRotation));
     this.#log = opts.log ?? silentLogger;
     this.#now = opts.now ?? (() => performance.now());
+    this.#indexTracers = new Set(opts.indexTracers ?? []);
+    for (const name of this.#indexTracers) checkTracerName(name);
+    this.#index = new DocIndex(opts.indexCapacity ?? DEFAULT_INDEX_CAPACITY);
+    this.#maxReadLine = opts.maxReadLine ?? DEFAULT_MAX_READ_LINE;
   }
 
-  static fromConfig(config: Config, log?: Logger): LocalFileStore {
-    return new LocalFileStore({ ...localFileOptions(config), log });
+  static fromConfig(
+    config: Config,
+    log?: Logger,
+    extra: Pick<LocalFileOptions, "indexTracers"> = {},
+  ): LocalFileStore {
+    return new LocalFileStore({ ...localFileOptions(config), log, ...extra });
   }
 
   /** Path of the live record file for a tracer. */
@@ -219,15 +257,52 @@ export class LocalFileStore {
     if (!this.enabled) return false;
     const name = doc.tracer_name;
     const state = this.#state(name);
+    const line = encoder.encode(JSON.stringify(doc) + "\n");
+    let offset: number;
     try {
-      this.#writeLine(name, encoder.encode(JSON.stringify(doc) + "\n"));
+      offset = this.#writeLine(name, line);
     } catch (err) {
       this.#failed(name, state, err);
       return false;
     }
+    if (this.#indexTracers.has(name) && line.length <= this.#maxReadLine) {
+      this.#index.put(doc.tracer_id, {
+        tracer: name,
+        generation: this.#generation(name),
+        offset,
+        length: line.length,
+      });
+    }
     state.written++;
     if (state.failing) this.#recovered(name, state);
     return true;
+  }
+
+  /**
+   * The stored document with this tracer_id among the indexed tracers'
+   * files (live and rotated), or undefined. Reads one line when the id is
+   * indexed; otherwise waits for (or runs) one scan of those files.
+   */
+  async find(tracerId: string): Promise<EventDocument | undefined> {
+    if (!this.enabled || this.#indexTracers.size === 0) return undefined;
+    const hit = await this.#readIndexed(tracerId);
+    if (hit) return hit;
+    if (!this.#scan && this.#index.complete) return undefined;
+    // A running scan answers this request too (rather than a second scan): it looks out for the ids
+    // asked for while it runs, and keeps them indexed even when the index is too small for every line.
+    this.#wanted.add(tracerId);
+    try {
+      this.#scan ??= this.#scanAll().finally(() => this.#scan = undefined);
+      await this.#scan;
+    } finally {
+      this.#wanted.delete(tracerId);
+    }
+    return await this.#readIndexed(tracerId);
+  }
+
+  /** Index size and state, for tests and diagnostics. */
+  indexStats(): { size: number; evictions: number; complete: boolean } {
+    return { size: this.#index.size, evictions: this.#index.evictions, complete: this.#index.complete };
   }
 
   /** Written and failed documents per tracer, for metrics. */
@@ -286,7 +361,8 @@ export class LocalFileStore {
     s.lostUnreported = 0;
   }
 
-  #writeLine(name: string, line: Uint8Array): void {
+  /** Appends the line; returns its offset in the live file. */
+  #writeLine(name: string, line: Uint8Array): number {
     checkTracerName(name);
     let open = this.#open(name);
     // Rotate only a non-empty file, so a line larger than the limit still lands.
@@ -294,7 +370,79 @@ export class LocalFileStore {
       this.#rotate(name);
       open = this.#open(name);
     }
+    const offset = open.size;
     this.#append(name, open, line);
+    return offset;
+  }
+
+  #generation(name: string): number {
+    return this.#generations.get(name) ?? 0;
+  }
+
+  /** The file that holds a generation now, or undefined when rotation has dropped it. */
+  #pathOf(loc: DocLocation): string | undefined {
+    const k = this.#generation(loc.tracer) - loc.generation;
+    if (k < 0 || k > this.#maxRotation) return undefined;
+    return k === 0 ? this.filePath(loc.tracer) : `${this.filePath(loc.tracer)}.${k}`;
+  }
+
+  /** The indexed document, read from its line and checked to be it; a wrong or gone location is forgotten. */
+  async #readIndexed(id: string): Promise<EventDocument | undefined> {
+    const loc = this.#index.get(id);
+    if (!loc) return undefined;
+    const path = this.#pathOf(loc);
+    const doc = path === undefined ? undefined : await readDocument(path, loc, this.#maxReadLine);
+    if (doc?.tracer_id === id) return doc;
+    this.#index.delete(id);
+    // Rotated away: the document is gone. Anything else: the file changed behind the index, which a scan mends.
+    if (path !== undefined) this.#index.complete = false;
+    return undefined;
+  }
+
+  /** Indexes every line of the indexed tracers' files, oldest file first (so the newest stay indexed). */
+  async #scanAll(): Promise<void> {
+    const evictions = this.#index.evictions;
+    const wanted = new Map<string, DocLocation>();
+    let whole = true;
+    for (const tracer of this.#indexTracers) {
+      const before = this.#generation(tracer);
+      for (let k = this.#maxRotation; k >= 0; k--) {
+        const path = k === 0 ? this.filePath(tracer) : `${this.filePath(tracer)}.${k}`;
+        let file: Deno.FsFile;
+        try {
+          file = await openRegular(path);
+        } catch (err) {
+          if (err instanceof Deno.errors.NotFound) continue;
+          this.#log.warn("local file: cannot read it to find a document", { path, error: errMessage(err) });
+          whole = false;
+          continue;
+        }
+        // At open time: a rotation during the read renames the file, and this handle keeps reading it.
+        const generation = this.#generation(tracer) - k;
+        try {
+          const { skipped } = await scanLines(file, this.#maxReadLine, (offset, line) => {
+            const id = tracerIdOf(line);
+            if (id === undefined) return;
+            const loc = { tracer, generation, offset, length: line.length + 1 };
+            this.#index.put(id, loc);
+            if (this.#wanted.has(id)) wanted.set(id, loc);
+          });
+          if (skipped > 0) {
+            this.#log.warn("local file: lines too long to read back skipped", { path, lines: skipped });
+          }
+        } catch (err) {
+          this.#log.warn("local file: cannot read it to find a document", { path, error: errMessage(err) });
+          whole = false;
+        } finally {
+          file.close();
+        }
+      }
+      // A rotation in the middle may have moved a file past the loop: this scan cannot vouch for all.
+      if (this.#generation(tracer) !== before) whole = false;
+    }
+    this.#index.complete = whole && this.#index.evictions === evictions;
+    // The ids asked for, last: younger than anything the scan indexed, so no later line pushed them out.
+    for (const [id, loc] of wanted) this.#index.put(id, loc);
   }
 
   #open(name: string): OpenFile {
@@ -353,6 +501,8 @@ export class LocalFileStore {
   /** <name>.N is dropped, .i → .i+1, <name> → .1; with maxRotation 0 <name> is just removed. */
   #rotate(name: string): void {
     this.#forget(name);
+    // Before the renames: a failure half-way leaves fewer files than counted, which a lookup detects.
+    this.#generations.set(name, this.#generation(name) + 1);
     const base = this.filePath(name);
     if (this.#maxRotation === 0) {
       removeIfExists(base);
@@ -374,5 +524,44 @@ export class LocalFileStore {
     } catch {
       // Already closed/broken handles need no further cleanup.
     }
+  }
+}
+
+/** Opens a file to read that must be a regular one: opening a FIFO would wait for a writer forever. */
+async function openRegular(path: string): Promise<Deno.FsFile> {
+  const info = await Deno.stat(path);
+  if (!info.isFile) throw new Error(`not a regular file (${fileKind(info)})`);
+  return await Deno.open(path, { read: true });
+}
+
+/** The document on one line of a file, or undefined when the line is not one (the file changed). */
+async function readDocument(
+  path: string,
+  loc: DocLocation,
+  maxLine: number,
+): Promise<EventDocument | undefined> {
+  if (loc.length > maxLine || loc.length < 2) return undefined;
+  let file: Deno.FsFile;
+  try {
+    file = await openRegular(path);
+  } catch {
+    return undefined;
+  }
+  try {
+    await file.seek(loc.offset, Deno.SeekMode.Start);
+    const buf = new Uint8Array(loc.length);
+    let got = 0;
+    while (got < buf.length) {
+      const n = await file.read(buf.subarray(got));
+      if (n === null || n === 0) return undefined;
+      got += n;
+    }
+    if (buf[buf.length - 1] !== NEWLINE) return undefined;
+    const doc: unknown = JSON.parse(new TextDecoder().decode(buf.subarray(0, buf.length - 1)));
+    return typeof doc === "object" && doc !== null && !Array.isArray(doc) ? doc as EventDocument : undefined;
+  } catch {
+    return undefined;
+  } finally {
+    file.close();
   }
 }
