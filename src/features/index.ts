@@ -6,6 +6,7 @@ import type { Feature } from "./feature.ts";
 import arp from "./arp/arp.ts";
 import cpuStat from "./cpu_stat/cpu_stat.ts";
 import cpuUtil from "./cpu_util/cpu_util.ts";
+import diskio from "./diskio/diskio.ts";
 import dropwatch from "./dropwatch/dropwatch.ts";
 import hungtask from "./hungtask/hungtask.ts";
 import iolatency from "./iolatency/iolatency.ts";
@@ -38,6 +39,7 @@ export const FEATURES: readonly Feature[] = [
   arp,
   cpuStat,
   cpuUtil,
+  diskio,
   iolatency,
   loadavg,
   memoryBuddyinfo,
