@@ -22,6 +22,7 @@ import netRxLatency from "./net_rx_latency/net_rx_latency.ts";
 import netdev from "./netdev/netdev.ts";
 import netdevBondingLacp from "./netdev_bonding_lacp/netdev_bonding_lacp.ts";
 import netdevEvents from "./netdev_events/netdev_events.ts";
+import netdevHw from "./netdev_hw/netdev_hw.ts";
 import netdevTxqueueTimeout from "./netdev_txqueue_timeout/netdev_txqueue_timeout.ts";
 import netstat from "./netstat/netstat.ts";
 import oom from "./oom/oom.ts";
@@ -49,6 +50,7 @@ export const FEATURES: readonly Feature[] = [
   memoryVmstat,
   mountpointPerm,
   netdev,
+  netdevHw,
   netstat,
   qdisc,
   runqlat,

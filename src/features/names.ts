@@ -8,7 +8,6 @@ import { FEATURES } from "./index.ts";
 
 /** HUATUO features without an implementation here (the shipped config's BlackList names two of them). */
 export const SEED_ONLY_FEATURES: readonly string[] = [
-  "netdev_hw",
   "netdev_dcb",
   "metax_gpu",
   "cpuidle",
