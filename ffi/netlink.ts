@@ -129,6 +129,32 @@ export class RtNetlink {
     }
   }
 
+  /**
+   * Sends one request that asks for an acknowledgement (NLM_F_ACK, e.g.
+   * RTM_GETDCB) and returns the reply datagrams as received, up to and with
+   * the NLMSG_ERROR that ends it (0 = ACK after the reply, else the errno the
+   * request failed with: the caller's parser tells which). The request's
+   * sequence number is replaced with this socket's own.
+   */
+  request(request: Uint8Array): Uint8Array[] {
+    if (this.#fd < 0) throw new Error("RtNetlink: socket is closed");
+    const seq = this.#seq = (this.#seq + 1) >>> 0;
+    const req = new Uint8Array(request);
+    new DataView(req.buffer).setUint32(8, seq, true);
+    sendto(this.#fd, req, 0, sockaddrNl());
+    const chunks: Uint8Array[] = [];
+    for (;;) {
+      const n = recv(this.#fd, this.#buf, MSG_TRUNC);
+      if (n > this.#buf.byteLength) {
+        throw new Error(`netlink: datagram of ${n} bytes exceeds the ${this.#buf.byteLength}-byte buffer`);
+      }
+      const chunk = this.#buf.slice(0, n);
+      const mine = parseMessages(chunk).filter((m) => m.seq === seq);
+      if (mine.length > 0) chunks.push(chunk);
+      if (mine.some((m) => m.type === NLMSG_ERROR)) return chunks;
+    }
+  }
+
   close(): void {
     if (this.#fd < 0) return;
     const fd = this.#fd;

@@ -21,6 +21,7 @@ import mountpointPerm from "./mountpoint_perm/mountpoint_perm.ts";
 import netRxLatency from "./net_rx_latency/net_rx_latency.ts";
 import netdev from "./netdev/netdev.ts";
 import netdevBondingLacp from "./netdev_bonding_lacp/netdev_bonding_lacp.ts";
+import netdevDcb from "./netdev_dcb/netdev_dcb.ts";
 import netdevEvents from "./netdev_events/netdev_events.ts";
 import netdevHw from "./netdev_hw/netdev_hw.ts";
 import netdevTxqueueTimeout from "./netdev_txqueue_timeout/netdev_txqueue_timeout.ts";
@@ -50,6 +51,7 @@ export const FEATURES: readonly Feature[] = [
   memoryVmstat,
   mountpointPerm,
   netdev,
+  netdevDcb,
   netdevHw,
   netstat,
   qdisc,
