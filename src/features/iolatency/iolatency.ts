@@ -8,8 +8,10 @@
 // /sys/block gets all six zones of both kinds at 0 until then, and so does
 // each container for every disk its io.stat (v2) / blkio.throttle.io_serviced
 // (v1) shows it did I/O on: a quiet disk has series, not gaps.
-// iolatency_blkdisk_freeze needs a kprobe on blk_mq_freeze_queue (no
-// tracepoint exists), so it is not reported where kprobes are unavailable.
+// iolatency_blkdisk_freeze is not reported: no kernel has a tracepoint for
+// request-queue freezing (6.18's events/block/ has bio, rq, io_start/done,
+// plug, split and zoned-write events only; cgroup:cgroup_freeze is the cgroup
+// freezer), and counting blk_freeze_queue_start calls needs a kprobe or fentry.
 
 import type { BpfMap } from "../../../ffi/libbpf.ts";
 import { BpfTracer } from "../../bpf/tracer.ts";
