@@ -129,6 +129,32 @@ export class RtNetlink {
     }
   }
 
+  /**
+   * Sends one request that asks for an acknowledgement (NLM_F_ACK, e.g.
+   * RTM_GETDCB) and returns the reply datagrams as received, up to and with
+   * the NLMSG_ERROR that ends it (0 = ACK after the reply, else the errno the
+   * request failed with: the caller's parser tells which). The request's
+   * sequence number is replaced with this socket's own.
+   */
+  request(request: Uint8Array): Uint8Array[] {
+    if (this.#fd < 0) throw new Error("RtNetlink: socket is closed");
+    const seq = this.#seq = (this.#seq + 1) >>> 0;
+    const req = new Uint8Array(request);
+    new DataView(req.buffer).setUint32(8, seq, true);
+    sendto(this.#fd, req, 0, sockaddrNl());
+    const chunks: Uint8Array[] = [];
+    for (;;) {
+      const n = recv(this.#fd, this.#buf, MSG_TRUNC);
+      if (n > this.#buf.byteLength) {
+        throw new Error(`netlink: datagram of ${n} bytes exceeds the ${this.#buf.byteLength}-byte buffer`);
+      }
+      const chunk = this.#buf.slice(0, n);
+      const mine = parseMessages(chunk).filter((m) => m.seq === seq);
+      if (mine.length > 0) chunks.push(chunk);
+      if (mine.some((m) => m.type === NLMSG_ERROR)) return chunks;
+    }
+  }
+
   close(): void {
     if (this.#fd < 0) return;
     const fd = this.#fd;
@@ -347,20 +373,14 @@ export function parseEthtoolDrvinfo(b: Uint8Array): EthtoolDriverInfo {
   };
 }
 
-/**
- * Driver name, version and firmware of a device (SIOCETHTOOL ETHTOOL_GDRVINFO,
- * what `ethtool -i` shows), in the calling thread's net namespace. Undefined
- * when the device is gone (ENODEV) or reports no driver (EOPNOTSUPP, e.g. lo).
- */
-export function ethtoolDriverInfo(ifname: string): EthtoolDriverInfo | undefined {
+/** Runs one SIOCETHTOOL command on `ifname` with `data` as ifr_data; false when the device is gone or does not support it. */
+function ethtoolIoctl(ifname: string, data: Uint8Array<ArrayBuffer>): boolean {
   const name = new TextEncoder().encode(ifname);
-  if (name.byteLength >= IFNAMSIZ || name.byteLength === 0) return undefined;
-  const info = new Uint8Array(ETHTOOL_DRVINFO_SIZE);
-  new DataView(info.buffer).setUint32(0, ETHTOOL_GDRVINFO, true);
+  if (name.byteLength >= IFNAMSIZ || name.byteLength === 0) return false;
   // struct ifreq { char ifr_name[16]; union { void *ifr_data; ... } } (40 bytes)
   const ifr = new Uint8Array(40);
   ifr.set(name);
-  const ptr = Deno.UnsafePointer.value(Deno.UnsafePointer.of(info));
+  const ptr = Deno.UnsafePointer.value(Deno.UnsafePointer.of(data));
   new DataView(ifr.buffer).setBigUint64(IFNAMSIZ, BigInt(ptr), true);
   // Any socket reaches dev_ioctl; NETLINK_ROUTE exists wherever this agent runs (ethtool falls back to it too).
   const fd = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE);
@@ -368,10 +388,87 @@ export function ethtoolDriverInfo(ifname: string): EthtoolDriverInfo | undefined
     const ifrPtr = Deno.UnsafePointer.value(Deno.UnsafePointer.of(ifr));
     ioctl(fd, SIOCETHTOOL, BigInt(ifrPtr));
   } catch (err) {
-    if (err instanceof ErrnoError && (err.code === "ENODEV" || err.code === "EOPNOTSUPP")) return undefined;
+    if (err instanceof ErrnoError && (err.code === "ENODEV" || err.code === "EOPNOTSUPP")) return false;
     throw err;
   } finally {
     close(fd);
   }
-  return parseEthtoolDrvinfo(info);
+  return true;
+}
+
+function drvinfo(ifname: string): Uint8Array<ArrayBuffer> | undefined {
+  const info = new Uint8Array(ETHTOOL_DRVINFO_SIZE);
+  new DataView(info.buffer).setUint32(0, ETHTOOL_GDRVINFO, true);
+  return ethtoolIoctl(ifname, info) ? info : undefined;
+}
+
+/**
+ * Driver name, version and firmware of a device (SIOCETHTOOL ETHTOOL_GDRVINFO,
+ * what `ethtool -i` shows), in the calling thread's net namespace. Undefined
+ * when the device is gone (ENODEV) or reports no driver (EOPNOTSUPP, e.g. lo).
+ */
+export function ethtoolDriverInfo(ifname: string): EthtoolDriverInfo | undefined {
+  const info = drvinfo(ifname);
+  return info && parseEthtoolDrvinfo(info);
+}
+
+// linux/ethtool.h
+const ETHTOOL_GSTRINGS = 0x0000001b;
+const ETHTOOL_GSTATS = 0x0000001d;
+const ETH_SS_STATS = 1;
+export const ETH_GSTRING_LEN = 32;
+/** struct ethtool_drvinfo's n_stats: ETH_SS_STATS' count when the call was made. */
+const DRVINFO_N_STATS = 180;
+/**
+ * Room for counters added between the count and the read: both calls write as
+ * many as the driver has at that moment, whatever the caller allocated
+ * (virtio_net's per-queue counters grow with `ethtool -L`).
+ */
+const STATS_SLACK = 256;
+
+/** The names of struct ethtool_gstrings { u32 cmd; u32 string_set; u32 len; u8 data[len][32]; }. */
+export function parseEthtoolStrings(b: Uint8Array): string[] {
+  const len = new DataView(b.buffer, b.byteOffset, b.byteLength).getUint32(8, true);
+  if (12 + len * ETH_GSTRING_LEN > b.byteLength) {
+    throw new RangeError(`ethtool_gstrings: ${len} strings overflow`);
+  }
+  return Array.from({ length: len }, (_, i) => cString(b.subarray(12 + i * 32, 12 + (i + 1) * 32)));
+}
+
+/** The values of struct ethtool_stats { u32 cmd; u32 n_stats; u64 data[n_stats]; }. */
+export function parseEthtoolStatValues(b: Uint8Array): bigint[] {
+  const dv = new DataView(b.buffer, b.byteOffset, b.byteLength);
+  const n = dv.getUint32(4, true);
+  if (8 + n * 8 > b.byteLength) throw new RangeError(`ethtool_stats: ${n} values overflow`);
+  return Array.from({ length: n }, (_, i) => dv.getBigUint64(8 + i * 8, true));
+}
+
+/**
+ * The driver's own statistics (`ethtool -S`: ETHTOOL_GSTRINGS ETH_SS_STATS and
+ * ETHTOOL_GSTATS), name → value, in the calling thread's net namespace.
+ * Undefined when the device is gone or its driver has none; an empty map when
+ * the count changed between the two reads (the next scrape reads again).
+ */
+export function ethtoolStats(ifname: string): Map<string, bigint> | undefined {
+  const info = drvinfo(ifname);
+  if (!info) return undefined;
+  const n = new DataView(info.buffer).getUint32(DRVINFO_N_STATS, true);
+  if (n === 0) return undefined;
+  const room = n + STATS_SLACK;
+  const strings = new Uint8Array(12 + room * ETH_GSTRING_LEN);
+  const sdv = new DataView(strings.buffer);
+  sdv.setUint32(0, ETHTOOL_GSTRINGS, true);
+  sdv.setUint32(4, ETH_SS_STATS, true);
+  sdv.setUint32(8, n, true);
+  const values = new Uint8Array(8 + room * 8);
+  const vdv = new DataView(values.buffer);
+  vdv.setUint32(0, ETHTOOL_GSTATS, true);
+  vdv.setUint32(4, n, true);
+  if (!ethtoolIoctl(ifname, strings) || !ethtoolIoctl(ifname, values)) return undefined;
+  const names = parseEthtoolStrings(strings);
+  const nums = parseEthtoolStatValues(values);
+  const out = new Map<string, bigint>();
+  if (names.length !== nums.length) return out;
+  names.forEach((name, i) => out.set(name, nums[i]));
+  return out;
 }

@@ -11,6 +11,7 @@ export const NLMSG_DONE = 3;
 export const NLMSG_OVERRUN = 4;
 export const NLM_F_REQUEST = 0x1;
 export const NLM_F_MULTI = 0x2;
+export const NLM_F_ACK = 0x4;
 export const NLM_F_DUMP_INTR = 0x10;
 export const NLM_F_DUMP = 0x300; // NLM_F_ROOT | NLM_F_MATCH
 

@@ -19,6 +19,7 @@ function agentCommand(): { cmd: string[]; fromSource: boolean } {
 export const HOST_COLLECTORS = [
   "arp",
   "cpu_util",
+  "diskio",
   "loadavg",
   "memory_buddyinfo",
   "memory_vmstat",

@@ -148,3 +148,46 @@ TCPAddr = "127.0.0.1:${port}"
     }
   },
 });
+
+Deno.test({
+  name: "golden: listed devices (netdev_hw, netdev_dcb) match fixtures/expected_metrics/listed_devices",
+  ignore: needRoot,
+  async fn() {
+    const dir = `${ROOT}/fixtures/expected_metrics/listed_devices`;
+    const files = [...Deno.readDirSync(dir)].filter((e) => e.name.endsWith(".txt")).map((e) => e.name).sort();
+    const expected = files.flatMap((f) => readExpected(Deno.readTextFileSync(`${dir}/${f}`)));
+    const conf = (port: number) =>
+      `BlackList = []
+[MetricCollector.NetdevHW]
+DeviceList = ["ens1f0", "ens1f1", "huatuo-fx-gone"]
+[MetricCollector.NetdevDCB]
+DeviceList = ["ens1f0", "lo"]
+[MetricCollector.Vmstat]
+IncludedOnHost = "^nr_free_pages$"
+[APIServer]
+TCPAddr = "127.0.0.1:${port}"
+`;
+    const agent = await startAgent({
+      hostname: "huatuo-dev",
+      conf,
+      args: [...BASE_ARGS, "--procfs-prefix", "fixtures", "--disable-tracing", "dropwatch"],
+    });
+    try {
+      const first = await scrape(agent);
+      const text = await scrape(agent);
+      const problems = compareExpected(expected, parseExposition(text));
+      assertEquals(problems, [], `${problems.length} of ${expected.length} expected samples differ`);
+      const lint = await promtool(first);
+      const unexpected = lint.findings.filter((f) => !SEED_NAMING.some((re) => re.test(f)));
+      assertEquals(unexpected, [], "promtool findings beyond the seed's own metric names");
+      const gone = agent.output().split("\n").filter((l) => l.includes("huatuo-fx-gone"));
+      assertEquals(
+        gone.length,
+        1,
+        `one log line for the missing device over two scrapes:\n${agent.output()}`,
+      );
+    } finally {
+      assertEquals((await agent.stop()).code, 0);
+    }
+  },
+});

@@ -6,6 +6,7 @@ import type { Feature } from "./feature.ts";
 import arp from "./arp/arp.ts";
 import cpuStat from "./cpu_stat/cpu_stat.ts";
 import cpuUtil from "./cpu_util/cpu_util.ts";
+import diskio from "./diskio/diskio.ts";
 import dropwatch from "./dropwatch/dropwatch.ts";
 import hungtask from "./hungtask/hungtask.ts";
 import iolatency from "./iolatency/iolatency.ts";
@@ -20,7 +21,9 @@ import mountpointPerm from "./mountpoint_perm/mountpoint_perm.ts";
 import netRxLatency from "./net_rx_latency/net_rx_latency.ts";
 import netdev from "./netdev/netdev.ts";
 import netdevBondingLacp from "./netdev_bonding_lacp/netdev_bonding_lacp.ts";
+import netdevDcb from "./netdev_dcb/netdev_dcb.ts";
 import netdevEvents from "./netdev_events/netdev_events.ts";
+import netdevHw from "./netdev_hw/netdev_hw.ts";
 import netdevTxqueueTimeout from "./netdev_txqueue_timeout/netdev_txqueue_timeout.ts";
 import netstat from "./netstat/netstat.ts";
 import oom from "./oom/oom.ts";
@@ -38,6 +41,7 @@ export const FEATURES: readonly Feature[] = [
   arp,
   cpuStat,
   cpuUtil,
+  diskio,
   iolatency,
   loadavg,
   memoryBuddyinfo,
@@ -47,6 +51,8 @@ export const FEATURES: readonly Feature[] = [
   memoryVmstat,
   mountpointPerm,
   netdev,
+  netdevDcb,
+  netdevHw,
   netstat,
   qdisc,
   runqlat,

@@ -6,10 +6,8 @@ import { ConfigError } from "../config/load.ts";
 import { unknownNames, unknownNamesMessage } from "../config/blacklist.ts";
 import { FEATURES } from "./index.ts";
 
-/** HUATUO features without an implementation here (the shipped config's BlackList names two of them). */
+/** HUATUO features without an implementation here (the shipped config's BlackList names metax_gpu). */
 export const SEED_ONLY_FEATURES: readonly string[] = [
-  "netdev_hw",
-  "netdev_dcb",
   "metax_gpu",
   "cpuidle",
   "cpusys",

@@ -1,8 +1,9 @@
 // Dumps read through an rtnetlink socket and parsed: what collectors and
-// tracers ask the kernel for (links, link stats, link states, qdiscs).
+// tracers ask the kernel for (links, link stats, link states, qdiscs, DCB PFC).
 
 import { RtNetlink } from "../../ffi/netlink.ts";
 import type { NetDevCounters } from "./netdev.ts";
+import { dcbIeeeGetRequest, type IeeePfc, parseDcbIeeeReply } from "./dcbnl.ts";
 import {
   linkDumpRequest,
   type LinkInfo,
@@ -46,4 +47,13 @@ function withSocket<T>(nl: RtNetlink | undefined, fn: (s: RtNetlink) => T): T {
 /** Every link's state (flags, address, MTU, carrier) in the current net namespace. */
 export function readLinkStates(nl?: RtNetlink): LinkState[] {
   return withSocket(nl, (s) => parseLinkStateDump(s.dump(linkDumpRequest())));
+}
+
+/**
+ * The IEEE PFC counters of `ifname` (RTM_GETDCB DCB_CMD_IEEE_GET); undefined
+ * when the device's DCB support has no PFC. Throws ErrnoError EOPNOTSUPP for a
+ * device without DCB support, ENODEV for one that does not exist.
+ */
+export function readDcbPfc(ifname: string, nl?: RtNetlink): IeeePfc | undefined {
+  return withSocket(nl, (s) => parseDcbIeeeReply(s.request(dcbIeeeGetRequest(ifname))));
 }

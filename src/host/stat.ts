@@ -65,6 +65,18 @@ export function cpuUtil(prev: CpuTimes, cur: CpuTimes): CpuUtil | undefined {
   return { usr, sys, total: 100 - idle };
 }
 
+/**
+ * Percent of all CPUs' time spent idle with I/O outstanding between two
+ * readings: Δiowait / Δ(all eight counters) × 100; `prev` of all zeros gives
+ * the since-boot value. Undefined when no tick passed or counters went back.
+ */
+export function iowaitPercent(prev: CpuTimes, cur: CpuTimes): number | undefined {
+  const all = totalTicks(cur) - totalTicks(prev);
+  const iowait = cur.iowait - prev.iowait;
+  if (all <= 0 || iowait < 0) return undefined;
+  return iowait / all * 100;
+}
+
 export const ZERO_CPU_TIMES: CpuTimes = Object.freeze({
   user: 0,
   nice: 0,

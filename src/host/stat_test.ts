@@ -1,5 +1,5 @@
 import { assert, assertEquals, assertThrows } from "../../testing/assert.ts";
-import { cpuUtil, parseCpuLine, parseCpuTotal, totalTicks, ZERO_CPU_TIMES } from "./stat.ts";
+import { cpuUtil, iowaitPercent, parseCpuLine, parseCpuTotal, totalTicks, ZERO_CPU_TIMES } from "./stat.ts";
 
 const STAT = `cpu  6333 0 2605 101210 493 0 124 74 0 0
 cpu0 2465 0 924 51953 19 0 25 31 0 0
@@ -82,4 +82,13 @@ Deno.test("parseCpuLine: 4..10 fields, the missing ones 0; guest fields not read
 Deno.test("parseCpuTotal: a minimal 4-field fixture (older kernels) gives the since-boot average", () => {
   const t = parseCpuTotal("cpu  60 0 20 120\ncpu0 60 0 20 120\n");
   assertEquals(cpuUtil(ZERO_CPU_TIMES, t), { usr: 30, sys: 10, total: 40 });
+});
+
+Deno.test("iowaitPercent: Δiowait over all eight counters, since boot and between readings", () => {
+  const t = parseCpuTotal(STAT);
+  assertEquals(iowaitPercent(ZERO_CPU_TIMES, t), 493 / (6333 + 2605 + 101210 + 493 + 124 + 74) * 100);
+  const next = { ...t, iowait: t.iowait + 25, idle: t.idle + 50, steal: t.steal + 25 };
+  assertEquals(iowaitPercent(t, next), 25);
+  assertEquals(iowaitPercent(t, t), undefined, "no tick passed");
+  assertEquals(iowaitPercent(next, { ...t, user: t.user + 1000 }), undefined, "iowait went back");
 });

@@ -1,5 +1,5 @@
 // The /proc/stat window shared by every collector that reports a rate from
-// its "cpu" line (cpu_util now; an iowait percent later): one reading every
+// its "cpu" line (cpu_util, diskio_disk_iowait_percent): one reading every
 // CPU_WINDOW_MS however many use it, and all of them report the same window.
 
 import type { HostFs } from "./fs.ts";

@@ -35,3 +35,31 @@ export function sockstatSamples(
   }
   return out;
 }
+
+/**
+ * `<PROTO>_mem_bytes` for TCP and UDP: the "mem" field of net/sockstat is in
+ * pages (the protocol's memory_allocated), so bytes = pages x the page size
+ * (sysconf(_SC_PAGESIZE), not an assumed 4096). A protocol line without "mem"
+ * (kernels before 2.6.25 for UDP) gives no series.
+ */
+export function sockstatMemBytes(
+  text4: string,
+  path4: string,
+  pageBytes: number,
+  prefix = "sockstat",
+): Sample[] {
+  const table = parseSockStat(text4, path4);
+  const out: Sample[] = [];
+  for (const proto of ["TCP", "UDP"]) {
+    const pages = table.get(proto)?.get("mem");
+    if (pages === undefined) continue;
+    out.push(
+      gauge(
+        `${prefix}_${proto}_mem_bytes`,
+        `Memory of ${proto} sockets in bytes (mem pages x page size).`,
+        pages * pageBytes,
+      ),
+    );
+  }
+  return out;
+}
