@@ -11,11 +11,6 @@ export const SEED_ONLY_FEATURES: readonly string[] = [
   "netdev_hw",
   "netdev_dcb",
   "metax_gpu",
-  "cpuidle",
-  "cpusys",
-  "dload",
-  "iotracing",
-  "memburst",
 ];
 
 /** Every name a BlackList entry may hold. */
