@@ -7,7 +7,8 @@
 //   usage ≥ UsageThreshold and Δusage ≥ DeltaUsageThreshold,
 // a CPU profile of that container's tasks runs for RunTracingToolTimeout
 // seconds (one container at a time; IntervalTracing per container; Filter
-// chooses the containers).
+// chooses the containers). "≥" as huatuo-bamai.conf words it ("when cpu usage
+// reaches this threshold") and as cpusys does; the seed's 5.3 table writes ">".
 
 import type { Config } from "../../config/schema.ts";
 import type { HostFs } from "../../host/fs.ts";

@@ -2,8 +2,8 @@
 // tasks in D state (uninterruptible sleep), like the kernel's load average
 // with a 1-minute constant: every Interval seconds
 //   dload = dload·e + nr_uninterruptible·(1 − e),  e = exp(−Interval/60)
-// (load_avg likewise over running + uninterruptible). When dload_avg reaches
-// ThresholdLoad, the kernel stacks of the D-state tasks — the container's
+// (load_avg likewise over running + uninterruptible). When dload_avg is above
+// ThresholdLoad (the seed's "EMA > 5"; 0 then means any D-state load), the kernel stacks of the D-state tasks — the container's
 // first, then the rest of the host's — are recorded; an IssuesList rule that
 // matches them names the known issue. Cooldown: IntervalTracing per container;
 // Filter chooses the containers.
@@ -158,7 +158,7 @@ export class DloadTrigger implements Trigger {
         states,
       };
       this.#states.set(c.id, s);
-      return s.dload >= this.cfg.ThresholdLoad
+      return s.dload > this.cfg.ThresholdLoad
         ? [{ key: c.id, container: c, data: dloadData(s, this.cfg.ThresholdLoad) }]
         : [];
     });

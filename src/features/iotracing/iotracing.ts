@@ -2,7 +2,7 @@
 // [AutoTracing.IOTracing] has no Interval), md devices and partitions left
 // out. When one of a disk's read MB/s (RbpsThreshold), write MB/s
 // (WbpsThreshold), util % (UtilThreshold) or read/write await ms
-// (AwaitThreshold) is at or above its threshold at two polls in a row (an
+// (AwaitThreshold) is above its threshold (the seed's "超过阈值") at two polls in a row (an
 // NVMe disk's MB/s count only when its util is too, as huatuo-bamai.conf
 // says), a capture of RunTracingToolTimeout seconds records:
 //   - process_io_data: the MaxProcDump processes that moved the most bytes to
@@ -69,20 +69,19 @@ export const BLOCKED_POLL_MS = 200;
 export const IO_REASONS = ["ioutil", "read_bps", "write_bps", "read_await", "write_await"] as const;
 export type IoReason = typeof IO_REASONS[number];
 
-/** The thresholds a device's status reaches now. */
+/** The thresholds a device's status is above now. */
 export function ioReasons(
   s: IoStatus,
   cfg: Pick<IoTracingConfig, "RbpsThreshold" | "WbpsThreshold" | "UtilThreshold" | "AwaitThreshold">,
   nvme: boolean,
 ): IoReason[] {
-  const util = s.io_util >= cfg.UtilThreshold;
+  const util = s.io_util > cfg.UtilThreshold;
   const out: IoReason[] = [];
   if (util) out.push("ioutil");
-  if (s.read_bps >= cfg.RbpsThreshold && (util || !nvme)) out.push("read_bps");
-  if (s.write_bps >= cfg.WbpsThreshold && (util || !nvme)) out.push("write_bps");
-  // An await needs requests to average over.
-  if (s.read_iops > 0 && s.read_await >= cfg.AwaitThreshold) out.push("read_await");
-  if (s.write_iops > 0 && s.write_await >= cfg.AwaitThreshold) out.push("write_await");
+  if (s.read_bps > cfg.RbpsThreshold && (util || !nvme)) out.push("read_bps");
+  if (s.write_bps > cfg.WbpsThreshold && (util || !nvme)) out.push("write_bps");
+  if (s.read_await > cfg.AwaitThreshold) out.push("read_await");
+  if (s.write_await > cfg.AwaitThreshold) out.push("write_await");
   return out;
 }
 
