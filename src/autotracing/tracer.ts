@@ -174,7 +174,7 @@ export class AutoTracer implements Tracer {
         throw new ManualCaptureError(400, `duration: expected seconds > 0 and <= ${MAX_MANUAL_DURATION_SEC}`);
       }
     }
-    if (this.#stats.busy) throw new ManualCaptureError(409, `a ${this.name} capture is running`);
+    if (this.#stats.busy) throw new ManualCaptureError(409, `${this.name}: a capture is already running`);
     const durationMs = req.durationSec !== undefined ? req.durationSec * 1000 : t.captureMs ?? 0;
     const firing: Firing = { key: container?.id ?? "host", container, data: t.manualData(container) };
     const id = newTracerId();

@@ -155,7 +155,7 @@ Deno.test("one capture of a kind at a time: a firing while one runs is suppresse
     assertEquals(tracer.stats().busy, true);
     assertEquals(tracer.stats().suppressed.busy, 1);
     const busy = assertManual(() => tracer.manual({ containerId: B.id }));
-    assertEquals([busy.status, busy.message], [409, "a scripted capture is running"]);
+    assertEquals([busy.status, busy.message], [409, "scripted: a capture is already running"]);
     open();
     await settle();
     await settle();

@@ -66,7 +66,7 @@ Deno.test("POST /v1/autotracing/{name}: 202 with the tracer_id of the manual doc
     const { tracer_id } = await res.json();
     assertMatch(tracer_id, /^[0-9a-f]{32}$/);
     const busy = await h(post("/v1/autotracing/memburst", "{}"), LOOPBACK);
-    assertEquals([busy.status, (await busy.json()).error], [409, "a memburst capture is running"]);
+    assertEquals([busy.status, (await busy.json()).error], [409, "memburst: a capture is already running"]);
     trigger.release!();
     await new Promise((r) => setTimeout(r, 0));
     assertEquals(events.map((e) => [e.tracerType, e.tracerId]), [["manual", tracer_id]]);
