@@ -214,10 +214,13 @@ Deno.test({
       }[];
       assert(top.length >= 1 && top.length <= 5, JSON.stringify(top));
       assertEquals([top[0].pid, top[0].process_name], [hog1.pid, "python3"]);
-      // Its RSS when the capture ran: the threshold is crossed once three quarters of it is in.
+      // Its RSS when the capture ran, as the hog filled up: the threshold lies at about three quarters of it,
+      // wherever the other processes of this shared host moved meanwhile.
+      const rss =
+        Number(/^VmRSS:\s+(\d+) kB$/m.exec(Deno.readTextFileSync(`/proc/${hog1.pid}/status`))?.[1]) * 1024;
       assert(
-        top[0].memory_size >= bytes * 0.7 && top[0].memory_size < bytes + 256 * MiB,
-        String(top[0].memory_size),
+        top[0].memory_size >= bytes * 0.5 && top[0].memory_size <= rss,
+        `${top[0].memory_size} of ${rss}`,
       );
       for (let i = 1; i < top.length; i++) assert(top[i - 1].memory_size >= top[i].memory_size);
       await hog1.stop();
@@ -537,7 +540,7 @@ Deno.test({
           conf(
             p,
             local,
-            `[AutoTracing.CPUSys]\nInterval = 1\nSysThreshold = 30\nDeltaSysThreshold = 20\nRunTracingToolTimeout = 2\n`,
+            `[AutoTracing.CPUSys]\nInterval = 1\nSysThreshold = 30\nDeltaSysThreshold = 10\nRunTracingToolTimeout = 2\n`,
           ),
       });
       c.defer("stop the agent", () => agent.stop());
@@ -546,14 +549,29 @@ Deno.test({
       const burst = spawnBackground(c, "sys burst", "stress-ng", ["--sysinfo", "2", "--timeout", "30s"]);
       const doc = await waitFor("a cpusys document", () => docs(local, "cpusys")[0]);
       const td = doc.tracer_data;
-      assert((td.now_sys as number) >= 30 && (td.deltasys as number) >= 20, JSON.stringify(td));
-      assertEquals([td.sys_threshold, td.deltasys_threshold], [30, 20]);
-      const flame = td.flamedata as { level: number; value: number; label: string }[];
-      assertEquals([flame[0].level, flame[0].label], [0, "all"]);
-      assert(flame[0].value > 0);
+      assert((td.now_sys as number) >= 30 && (td.deltasys as number) >= 10, JSON.stringify(td));
+      assertEquals([doc.tracer_type, td.sys_threshold, td.deltasys_threshold], ["auto", 30, 10]);
+      type Frame = { level: number; value: number; self: number; label: string };
+      const valid = (flame: Frame[]) => {
+        assertEquals([flame[0].level, flame[0].label], [0, "all"]);
+        assert(
+          flame[0].value > 0 && flame.every((f) => f.value >= f.self),
+          JSON.stringify(flame.slice(0, 5)),
+        );
+      };
+      valid(td.flamedata as Frame[]);
+      // During the burst, on demand (the cooldown does not apply): the burst's processes are in it.
+      const manual = await postCapture(agent, "cpusys", { duration: 2 });
+      assertEquals(manual.status, 202, JSON.stringify(manual.json));
+      const again = await waitFor(
+        "the manual cpusys document",
+        () => docs(local, "cpusys").find((d) => d.tracer_id === manual.json.tracer_id),
+      );
+      const flame = again.tracer_data.flamedata as Frame[];
+      valid(flame);
       assert(
         flame.some((f) => f.level === 1 && f.label.startsWith("stress-ng")),
-        JSON.stringify(flame.slice(0, 20)),
+        JSON.stringify(flame.filter((f) => f.level === 1)),
       );
       await burst.stop();
     }),
@@ -582,7 +600,7 @@ Deno.test({
             conf(
               p,
               local,
-              `[AutoTracing.CPUIdle]\nInterval = 1\nUserThreshold = 50\nDeltaUserThreshold = 30\n` +
+              `[AutoTracing.CPUIdle]\nInterval = 1\nUserThreshold = 40\nDeltaUserThreshold = 25\n` +
                 `RunTracingToolTimeout = 2\n`,
             ),
         });
@@ -604,7 +622,7 @@ Deno.test({
       const doc = await waitFor("a cpuidle document", () =>
         docs(local, "cpuidle").find((d) => d.container_id === id));
       const td = doc.tracer_data;
-      assert((td.user as number) >= 50 && (td.deltauser as number) >= 30, JSON.stringify(td));
+      assert((td.user as number) >= 40 && (td.deltauser as number) >= 25, JSON.stringify(td));
       const flame = td.flamedata as { level: number; label: string; value: number }[];
       assert(
         flame[0].value > 0 && flame.some((f) =>

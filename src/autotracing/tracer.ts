@@ -120,6 +120,8 @@ export class AutoTracer implements Tracer {
   /** One poll of the condition and what follows from it (the timer's job; public for tests). */
   async poll(): Promise<void> {
     const firings = await this.trigger.poll();
+    // Stopped while the poll ran: its firings start nothing.
+    if (this.#abort?.signal.aborted) return;
     const now = this.#now();
     // Keys whose cooldown ended are forgotten: deleted containers leave nothing behind.
     for (const [key, at] of this.#last) if (now - at >= this.trigger.cooldownMs) this.#last.delete(key);
