@@ -35,6 +35,8 @@ import { httpCollector } from "../server/metrics.ts";
 import { agentConfig } from "./config.ts";
 import { autotracingTracers, buildFeatures } from "./features.ts";
 import { startApiServer } from "./server.ts";
+import { AutoTracingRegistry } from "../autotracing/registry.ts";
+import { autotracingCollector } from "../autotracing/metrics.ts";
 
 export { applyFlags, resolveConfig } from "./config.ts";
 
@@ -56,6 +58,7 @@ interface Parts {
   readonly registry: Registry;
   readonly watch: WatchHandler;
   readonly cgroup: RuntimeCgroup | undefined;
+  readonly autotracing: AutoTracingRegistry;
 }
 
 /**
@@ -98,8 +101,12 @@ function assemble(config: Config, opts: CliOptions, log: Logger, cgroup: Runtime
   store.check();
   const es = startEsStorage(config, { disableStorage: opts.disableStorage, log });
   const events = createEventSink({ hostname: host, region: opts.region, store, hub, log, es, containers });
+  // AutoTracing triggers register here for POST /v1/autotracing/{name}. cpusys and cpuidle profile with the
+  // BPF CPU profiler (src/profile/cpu_profiler.ts), passed as `profiler` once it is in the tree; without one
+  // they report "unsupported".
+  const autotracing = new AutoTracingRegistry();
   const registry = buildFeatures(
-    { fs, config, log, bpf, events, containers },
+    { fs, config, log, bpf, events, containers, autotracing },
     { host, region: opts.region },
     tracers,
   );
@@ -115,6 +122,7 @@ function assemble(config: Config, opts: CliOptions, log: Logger, cgroup: Runtime
       containerRegistryCollector(containers),
       eventsCollector(hub),
       loopLagCollector(loopLag),
+      autotracingCollector(autotracing),
     ]
   ) registry.register(self);
   const watch = createWatchHandler({
@@ -124,7 +132,7 @@ function assemble(config: Config, opts: CliOptions, log: Logger, cgroup: Runtime
     keepAliveSec: config.EventsWatch.KeepAliveInterval,
     log,
   });
-  return { log, kubelet, containers, tracers, store, es, registry, watch, cgroup };
+  return { log, kubelet, containers, tracers, store, es, registry, watch, cgroup, autotracing };
 }
 
 /** Stops everything in the reverse order of start; the process exits if that takes over 5 s. */
@@ -230,6 +238,7 @@ export async function runAgent(opts: CliOptions): Promise<number> {
       watch: parts.watch,
       containers: parts.containers,
       documents: parts.store,
+      autotracing: parts.autotracing,
     });
   } catch (err) {
     if (!(err instanceof ListenError)) throw err;

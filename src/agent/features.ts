@@ -29,6 +29,9 @@ export function buildFeatures(
     if (ctx.config.BlackList.includes(feature.name)) {
       ctx.log.info("feature disabled by BlackList", { feature: feature.name });
       if (feature.tracing) tracers.add(idleTracer(feature.name), {}, "disabled by BlackList");
+      if (feature.modes.includes("autotracing")) {
+        ctx.autotracing?.disable(feature.name, "disabled by BlackList");
+      }
       continue;
     }
     let collector: Collector | undefined;

@@ -35,6 +35,10 @@ export interface NewDocumentOptions {
   container?: Partial<ContainerInfo>;
   /** Event time; defaults to the current time. */
   now?: Date;
+  /** When the tracing was triggered (tracer_time and time); defaults to `now`. */
+  tracerTime?: Date;
+  /** The document's tracer_id; a fresh one by default (an on-demand capture answers with it before it ends). */
+  tracerId?: string;
   /** Minutes east of UTC; defaults to the machine's offset at `now`. */
   offsetMinutes?: number;
 }
@@ -108,7 +112,7 @@ function containerFields(c: Partial<ContainerInfo> | undefined): Partial<Contain
 export function newDocument(opts: NewDocumentOptions): EventDocument {
   const now = opts.now ?? new Date();
   const offset = opts.offsetMinutes ?? localOffsetMinutes(now);
-  const tracerTime = formatTracerTime(now, offset);
+  const tracerTime = formatTracerTime(opts.tracerTime ?? now, offset);
   return {
     hostname: opts.hostname,
     region: opts.region,
@@ -116,7 +120,7 @@ export function newDocument(opts: NewDocumentOptions): EventDocument {
     time: tracerTime,
     ...containerFields(opts.container),
     tracer_name: opts.tracerName,
-    tracer_id: newTracerId(),
+    tracer_id: opts.tracerId ?? newTracerId(),
     tracer_time: tracerTime,
     tracer_type: opts.tracerType,
     tracer_data: opts.data,

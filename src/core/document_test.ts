@@ -140,3 +140,21 @@ Deno.test("documents round-trip through JSON", () => {
   assert(!line.includes("\n"), "one document per line");
   assertEquals(JSON.parse(line), doc);
 });
+
+Deno.test("newDocument: a caller's tracer_id, and tracer_time at the trigger while uploaded_time is now", () => {
+  const doc = newDocument({
+    hostname: "h",
+    region: "r",
+    tracerName: "cpusys",
+    tracerType: "manual",
+    data: {},
+    now: SEED_INSTANT,
+    tracerTime: new Date(SEED_INSTANT.getTime() - 10_000),
+    tracerId: "0123456789abcdef0123456789abcdef",
+    offsetMinutes: 480,
+  });
+  assertEquals(doc.tracer_id, "0123456789abcdef0123456789abcdef");
+  assertEquals(doc.tracer_time, "2025-06-11 16:05:06.251 +0800");
+  assertEquals(doc.time, doc.tracer_time);
+  assertEquals(doc.uploaded_time, "2025-06-11T16:05:16.251+08:00");
+});

@@ -291,6 +291,8 @@ export interface BlockedTasksOptions {
   maxScan?: number;
   /** Files read concurrently. Default 32. */
   concurrency?: number;
+  /** Tasks listed (and kept within the caps) before all others, e.g. one container's (dload). */
+  first?: (tgid: number, tid: number) => boolean;
 }
 
 export interface BlockedTasks {
@@ -364,7 +366,9 @@ export async function blockedTasksStacks(fs: HostFs, opts: BlockedTasksOptions =
     }
     return true;
   });
-  blocked.sort((a, b) => a.tgid - b.tgid || a.tid - b.tid);
+  const first = opts.first ?? (() => false);
+  const rank = (t: { tgid: number; tid: number }) => (first(t.tgid, t.tid) ? 0 : 1);
+  blocked.sort((a, b) => rank(a) - rank(b) || a.tgid - b.tgid || a.tid - b.tid);
 
   // Pass 2: their stacks, in pid order, within the caps.
   const chosen = blocked.slice(0, maxTasks);

@@ -45,6 +45,10 @@ export interface EventInput {
    */
   cgroupKind?: CgroupIdKind;
   netnsInode?: number;
+  /** tracer_id chosen by the caller (AutoTracing answers an on-demand capture with it); fresh by default. */
+  tracerId?: string;
+  /** tracer_time: when the tracing was triggered (a capture ends later); now by default. */
+  time?: Date;
 }
 
 export type EventSink = (event: EventInput) => void;
@@ -75,6 +79,8 @@ export function createEventSink(
       tracerType: event.tracerType ?? "auto",
       data: event.data,
       container: eventContainer(event, deps.containers),
+      tracerId: event.tracerId,
+      tracerTime: event.time,
     });
     // A full or read-only disk must not stop the stream: the store never throws, and counts and logs
     // (once per failure streak) the documents it could not write.

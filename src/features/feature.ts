@@ -13,6 +13,9 @@ import type { Tracer } from "../tracing/manager.ts";
 import type { ContainerRegistry } from "../pod/container.ts";
 import type { Collector } from "../core/collector.ts";
 import { mergeCollectors } from "./shared/container_part.ts";
+import type { Profiler } from "../profile/profile.ts";
+import type { AutoTracer } from "../autotracing/tracer.ts";
+import type { AutoTracingRegistry } from "../autotracing/registry.ts";
 
 /** How a user meets a feature's output (seed 7.1). */
 export type Mode = "metrics" | "events" | "autotracing";
@@ -28,6 +31,10 @@ export interface FeatureContext {
   readonly events?: EventSink;
   /** Containers of this host (cgroup discovery + kubelet); absent in unit tests. */
   readonly containers?: ContainerRegistry;
+  /** CPU profiles for the cpusys and cpuidle triggers; absent: those report "unsupported". */
+  readonly profiler?: Profiler;
+  /** AutoTracing triggers by name (on-demand captures, self-metrics); absent in unit tests. */
+  readonly autotracing?: AutoTracingRegistry;
 }
 
 /** What a created feature runs: series for /metrics, a long-running tracer (BPF programs, readers), or both. */
@@ -105,6 +112,16 @@ export function eventsFeature(name: string, create: (ctx: FeatureContext) => Tra
  * an autotracing trigger is a tracer like an event tracer; it watches for its
  * condition and emits documents with tracer_type "auto").
  */
-export function autotracingFeature(name: string, create: (ctx: FeatureContext) => Tracer): Feature {
-  return { name, modes: ["autotracing"], tracing: true, create: (ctx) => ({ tracer: create(ctx) }) };
+export function autotracingFeature(name: string, create: (ctx: FeatureContext) => AutoTracer): Feature {
+  return {
+    name,
+    modes: ["autotracing"],
+    tracing: true,
+    create(ctx) {
+      const tracer = create(ctx);
+      // Listed for POST /v1/autotracing/{name} and huatuo_bamai_autotracing_*.
+      ctx.autotracing?.add(tracer);
+      return { tracer };
+    },
+  };
 }

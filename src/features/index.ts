@@ -4,13 +4,18 @@
 
 import type { Feature } from "./feature.ts";
 import arp from "./arp/arp.ts";
+import cpuidle from "./cpuidle/cpuidle.ts";
 import cpuStat from "./cpu_stat/cpu_stat.ts";
+import cpusys from "./cpusys/cpusys.ts";
 import cpuUtil from "./cpu_util/cpu_util.ts";
 import diskio from "./diskio/diskio.ts";
+import dload from "./dload/dload.ts";
 import dropwatch from "./dropwatch/dropwatch.ts";
 import hungtask from "./hungtask/hungtask.ts";
 import iolatency from "./iolatency/iolatency.ts";
+import iotracing from "./iotracing/iotracing.ts";
 import loadavg from "./loadavg/loadavg.ts";
+import memburst from "./memburst/memburst.ts";
 import memoryBuddyinfo from "./memory_buddyinfo/memory_buddyinfo.ts";
 import memoryEvents from "./memory_events/memory_events.ts";
 import memoryFree from "./memory_free/memory_free.ts";
@@ -72,4 +77,10 @@ export const FEATURES: readonly Feature[] = [
   netdevTxqueueTimeout,
   oom,
   softirqTracing,
+  // autotracing (seed 5.3): triggers that capture a scene when a condition holds
+  cpusys,
+  cpuidle,
+  dload,
+  iotracing,
+  memburst,
 ];

@@ -9,11 +9,6 @@ import { FEATURES } from "./index.ts";
 /** HUATUO features without an implementation here (the shipped config's BlackList names metax_gpu). */
 export const SEED_ONLY_FEATURES: readonly string[] = [
   "metax_gpu",
-  "cpuidle",
-  "cpusys",
-  "dload",
-  "iotracing",
-  "memburst",
 ];
 
 /** Every name a BlackList entry may hold. */

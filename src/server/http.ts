@@ -5,7 +5,8 @@
 //
 // Exposure (the agent listens on every interface by default):
 // - read-only routes are open to any peer;
-// - routes that change state (tracer start/stop) need the bearer token when
+// - routes that change state (tracer start/stop, on-demand AutoTracing
+//   captures) need the bearer token when
 //   one is configured, and answer only loopback peers when none is: a node's
 //   tracers cannot be switched off from another host by default;
 // - POST /v1/events/watch is open (the seed's curl works as written) unless a
@@ -22,8 +23,12 @@ import type { ContainerRegistry } from "../pod/container.ts";
 import { containersRoute } from "./containers.ts";
 import { type DocumentFinder, flamegraphRoute } from "./flamegraph.ts";
 import { jsonResponse, type Route } from "./json.ts";
+import type { AutoTracingRegistry } from "../autotracing/registry.ts";
+import { autotracingRoute } from "./autotracing.ts";
+import { authorizeChange, checkToken } from "./auth.ts";
 
 export { jsonResponse, type Route } from "./json.ts";
+export { authorizeChange, checkToken, isLoopback, sameToken } from "./auth.ts";
 
 export interface ServerDeps {
   registry: Registry;
@@ -39,6 +44,8 @@ export interface ServerDeps {
   containers?: ContainerRegistry;
   /** GET /v1/flamegraph/{tracer_id} looks documents up here (the local store); absent: every id is a 404. */
   documents?: DocumentFinder;
+  /** POST /v1/autotracing/{name} (token-protected); absent when AutoTracing is not served. */
+  autotracing?: AutoTracingRegistry;
 }
 
 const encoder = new TextEncoder();
@@ -105,51 +112,16 @@ export function buildRoutes(deps: ServerDeps): Map<string, Map<string, Route>> {
     );
   }
   if (deps.containers) add("GET", "/containers/json", containersRoute(deps.containers));
+  // One route per trigger this agent knows (BlackList-disabled ones answer 409); other names are a 404.
+  const autotracing = deps.autotracing;
+  for (const name of autotracing?.names() ?? []) {
+    add(
+      "POST",
+      `/v1/autotracing/${name}`,
+      autotracingRoute(name, { registry: autotracing!, token: deps.token, log: deps.log }),
+    );
+  }
   return routes;
-}
-
-/** Constant-time comparison, so response timing does not reveal how much of a token matched. */
-export function sameToken(a: string, b: string): boolean {
-  const x = encoder.encode(a);
-  const y = encoder.encode(b);
-  // The loop runs over the presented token only: its time depends on nothing secret.
-  let diff = x.length ^ y.length;
-  for (let i = 0; i < x.length; i++) diff |= x[i] ^ (y.length ? y[i % y.length] : 0);
-  return diff === 0;
-}
-
-/** Undefined when the request carries the token (or none is configured), else the 401 to answer with. */
-export function checkToken(req: Request, token: string | undefined): Response | undefined {
-  if (!token) return undefined;
-  const m = /^Bearer\s+(.+)$/i.exec(req.headers.get("authorization") ?? "");
-  if (m && sameToken(m[1].trim(), token)) return undefined;
-  const res = jsonResponse(401, { error: "missing or wrong bearer token" });
-  res.headers.set("www-authenticate", 'Bearer realm="huatuo-bamai"');
-  return res;
-}
-
-/** 127.0.0.0/8, ::1 and their v4-mapped forms: peers on this host. */
-export function isLoopback(addr: Deno.NetAddr | undefined): boolean {
-  if (!addr) return false;
-  const h = addr.hostname.toLowerCase().replace(/^::ffff:/, "");
-  return /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(h) || h === "::1";
-}
-
-/**
- * Undefined when a state-changing request may proceed: with a token it must
- * carry it; without one only loopback peers may change state.
- */
-export function authorizeChange(
-  req: Request,
-  info: ConnInfo | undefined,
-  token: string | undefined,
-): Response | undefined {
-  if (token) return checkToken(req, token);
-  if (isLoopback(info?.remoteAddr)) return undefined;
-  return jsonResponse(403, {
-    error: "state-changing requests from other hosts need a bearer token; set [APIServer] Token " +
-      "(or HUATUO_BAMAI_API_TOKEN) — without one only loopback peers may change state",
-  });
 }
 
 const TRACER_PATH = /^\/v1\/tracers\/([A-Za-z0-9_.-]+)(?:\/(start|stop))?$/;

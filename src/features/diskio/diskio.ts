@@ -4,18 +4,18 @@
 // (src/host/stat_window.ts), so every scraper reads the same value. Until the
 // first window completes (5 s after start) iowait is the since-boot average.
 
-import { type DiskStats, parseDiskStats, SECTOR_BYTES } from "../../host/diskstats.ts";
+import { type DiskStat, parseDiskstats, SECTOR_BYTES } from "../../host/diskstats.ts";
 import { iowaitPercent, ZERO_CPU_TIMES } from "../../host/stat.ts";
 import { acquireCpuWindow } from "../../host/stat_window.ts";
 import { counter, gauge, type Sample } from "../../core/sample.ts";
 import { metricsFeature } from "../feature.ts";
 
 /** The per-device series of one diskstats line. */
-export function diskSamples(d: DiskStats): Sample[] {
+export function diskSamples(d: DiskStat): Sample[] {
   const labels = { device: d.name };
   return [
-    counter("diskio_read_requests_total", "Reads completed successfully.", d.readsCompleted, labels),
-    counter("diskio_write_requests_total", "Writes completed successfully.", d.writesCompleted, labels),
+    counter("diskio_read_requests_total", "Reads completed successfully.", d.readIos, labels),
+    counter("diskio_write_requests_total", "Writes completed successfully.", d.writeIos, labels),
     counter(
       "diskio_read_bytes_total",
       "Bytes read (sectors read x 512).",
@@ -31,16 +31,16 @@ export function diskSamples(d: DiskStats): Sample[] {
     counter(
       "diskio_read_time_seconds_total",
       "Time spent reading, all reads summed.",
-      d.readMs / 1000,
+      d.readTicks / 1000,
       labels,
     ),
     counter(
       "diskio_write_time_seconds_total",
       "Time spent writing, all writes summed.",
-      d.writeMs / 1000,
+      d.writeTicks / 1000,
       labels,
     ),
-    gauge("diskio_io_in_progress", "I/Os currently in flight.", d.inProgress, labels),
+    gauge("diskio_io_in_progress", "I/Os currently in flight.", d.inFlight, labels),
   ];
 }
 
@@ -49,7 +49,7 @@ export default metricsFeature("diskio", ({ fs }) => {
   return {
     async collect() {
       const path = fs.proc("diskstats");
-      const disks = parseDiskStats(await fs.readText(path), path);
+      const disks = parseDiskstats(await fs.readText(path), path);
       const { start, end } = cpu.window();
       // A window whose counters went backwards (never expected) falls back to since boot.
       const iowait = (start && iowaitPercent(start, end)) ?? iowaitPercent(ZERO_CPU_TIMES, end) ?? 0;

@@ -24,7 +24,8 @@ import {
 
 export const MAX_TASKS = 4096;
 
-function taskDir(c: Container): CgroupDir | undefined {
+/** Where the container's thread list is: the v1 cpu hierarchy's `tasks`, another v1 one, else cgroup2's. */
+export function taskDir(c: Container): CgroupDir | undefined {
   const cpu = controllerDir(c, "cpu");
   if (cpu && !cpu.v2) return cpu;
   for (const [key, dir] of Object.entries(c.cgroupPaths)) {

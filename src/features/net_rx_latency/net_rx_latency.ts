@@ -26,6 +26,7 @@ import type { Tracer, TracerContext } from "../../tracing/manager.ts";
 import type { EventSink } from "../../events/sink.ts";
 import { eventsFeature, type FeatureContext } from "../feature.ts";
 import { containerEventFields } from "../../pod/container.ts";
+import { compileIssues, type KnownIssue, matchIssue } from "../shared/issues.ts";
 
 export const NET_RX_LATENCY = "net_rx_latency";
 
@@ -169,21 +170,6 @@ export function issueContext(r: NetRxRecord, container?: Partial<ContainerInfo>)
   ];
   if (container?.container_hostname) parts.push(`container_hostname=${container.container_hostname}`);
   return parts.join(" ");
-}
-
-export interface KnownIssue {
-  readonly name: string;
-  readonly re: RegExp;
-}
-
-/** Compiles [["name", "regex"], ...] (the config validated the regexes); rules with an empty regex are dropped. */
-export function compileIssues(list: readonly (readonly [string, string])[]): KnownIssue[] {
-  return list.filter(([, re]) => re !== "").map(([name, re]) => ({ name, re: new RegExp(re) }));
-}
-
-/** Name of the first issue whose regex matches @context. */
-export function matchIssue(context: string, issues: readonly KnownIssue[]): string | undefined {
-  return issues.find((i) => i.re.test(context))?.name;
 }
 
 /**

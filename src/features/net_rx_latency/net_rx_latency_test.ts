@@ -10,10 +10,9 @@ import { defaultConfig } from "../../config/schema.ts";
 import { silentLogger } from "../../log/logger.ts";
 import { assert, assertEquals, assertThrows } from "../../../testing/assert.ts";
 import type { EventInput } from "../../events/sink.ts";
+import { compileIssues, matchIssue } from "../shared/issues.ts";
 import {
-  compileIssues,
   issueContext,
-  matchIssue,
   NET_RX_IMPLEMENTATIONS,
   NET_RX_RECORD,
   type NetnsContainerResolver,
