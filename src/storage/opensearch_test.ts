@@ -681,6 +681,8 @@ function chunkedBody(total: number, delayMs = 0, fill = 0x20): ReadableStream<Ui
 
 Deno.test("transport: an answer over maxResponseBytes or slower than the deadline fails the request", async () => {
   let mode: "huge" | "trickle" | "gzip" | "bomb" | "ok" = "huge";
+  // 64 KB on the wire, 64 MB once inflated; compressed before the clock starts (it takes ~0.5 s on a busy VM).
+  const bomb = new Uint8Array(gzipSync(Buffer.alloc(64 * 1024 * 1024, 0x20)));
   const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen: () => {} }, async (req) => {
     await req.body?.cancel();
     const json = { "content-type": "application/json" };
@@ -696,10 +698,7 @@ Deno.test("transport: an answer over maxResponseBytes or slower than the deadlin
           headers: { ...json, "content-encoding": "gzip" },
         });
       case "bomb":
-        // 64 KB on the wire, 64 MB once inflated.
-        return new Response(new Uint8Array(gzipSync(Buffer.alloc(64 * 1024 * 1024, 0x20))), {
-          headers: { ...json, "content-encoding": "gzip" },
-        });
+        return new Response(bomb, { headers: { ...json, "content-encoding": "gzip" } });
       case "ok":
         return new Response(items, { headers: json });
     }
