@@ -64,7 +64,7 @@ interface Parts {
  */
 function routeLibbpfLog(log: Logger): void {
   try {
-    setLibbpfLogger((level, msg) => log.debug("libbpf", { level, msg: msg.trimEnd() }));
+    setLibbpfLogger((level, msg) => log.debug("libbpf", { libbpf_level: level, libbpf_msg: msg.trimEnd() }));
   } catch (err) {
     log.warn("libbpf unavailable: BPF collectors are off", {
       error: err instanceof Error ? err.message : String(err),
