@@ -111,6 +111,8 @@ build_bpf() {
 
 ensure_test_deps() {
   need promtool prometheus
+  # integration/dashboards_test.ts runs a real Prometheus server against the agent.
+  need prometheus prometheus
   need prometheus-node-exporter prometheus-node-exporter
   need unshare util-linux
   need ip iproute2

@@ -151,6 +151,18 @@ export const DASHBOARDS: DashboardSpec[] = [
           ]),
         ],
       },
+      {
+        title: "NIC hardware",
+        panels: [
+          panel("NIC hardware rx drops (netdev_hw, per driver)", "pps", [
+            t(`rate(${P}netdev_hw_rx_dropped{${H}}[${R}])`, "{{device}}"),
+          ]),
+          panel("DCB priority flow control frames (netdev_dcb)", "pps", [
+            t(`rate(${P}netdev_dcb_pfc_received_total{${H}}[${R}])`, "rx {{device}} prio {{priority}}"),
+            t(`rate(${P}netdev_dcb_pfc_send_total{${H}}[${R}])`, "tx {{device}} prio {{priority}}"),
+          ]),
+        ],
+      },
     ],
   },
   {
@@ -197,10 +209,9 @@ export const DASHBOARDS: DashboardSpec[] = [
             t(`${P}memory_vmstat_container_dirty{${C}}`, "dirty {{container_name}}"),
             t(`${P}memory_vmstat_container_writeback{${C}}`, "writeback {{container_name}}"),
           ]),
-          panel("Memory events (memory.events, cgroup v2)", "ops", [
+          panel("Memory events (v2 memory.events; v1 failcnt → max, oom_control → oom_kill)", "ops", [
             t(`rate(${P}memory_events_container_oom_kill{${C}}[${R}])`, "oom_kill {{container_name}}"),
             t(`rate(${P}memory_events_container_max{${C}}[${R}])`, "max {{container_name}}"),
-            t(`rate(${P}memory_events_container_high{${C}}[${R}])`, "high {{container_name}}"),
           ]),
           panel("Direct reclaim stalls (memory_reclaim)", "short", [
             t(`rate(${P}memory_reclaim_container_directstall{${C}}[${R}])`, "{{container_name}}"),
@@ -249,7 +260,10 @@ export const DASHBOARDS: DashboardSpec[] = [
             t(`rate(${P}dropwatch_suppressed_total{${H}}[${R}])`, "{{host}}"),
           ]),
           panel("Link status changes (netdev_events)", "short", [
-            t(`increase(${P}netdev_events_total{${H}}[5m]) > 0`, "{{device}} {{linkstatus}}"),
+            t(
+              `sum by (device, linkstatus) (increase(${P}netdev_events_total{${H}}[5m]))`,
+              "{{device}} {{linkstatus}}",
+            ),
           ]),
           panel("Hardware errors (RAS) by source", "short", [
             t(`sum by (type) (increase(${P}ras_hw_total{${H}}[1h]))`, "{{type}}"),
@@ -268,7 +282,7 @@ export const DASHBOARDS: DashboardSpec[] = [
         title: "Collectors and tracers",
         panels: [
           panel("Failing collectors", "short", [
-            t(`${P}scrape_collector_success{${H}} == 0`, "{{collector}}"),
+            t(`sum by (host) (1 - ${P}scrape_collector_success{${H}})`, "failing {{host}}"),
             t(`count by (host) (${P}scrape_collector_success{${H}})`, "collectors {{host}}"),
           ]),
           panel("Collector duration", "s", [
@@ -277,9 +291,11 @@ export const DASHBOARDS: DashboardSpec[] = [
           panel("Tracers by state", "short", [
             t(`sum by (state) (${P}tracer_state{${H}})`, "{{state}}"),
           ]),
-          panel("Failed tracers", "short", [t(`${P}tracer_state{${H},state="failed"} == 1`, "{{tracer}}")]),
+          panel("Failed tracers", "short", [
+            t(`sum by (tracer) (${P}tracer_state{${H},state="failed"})`, "{{tracer}}"),
+          ]),
           panel("Tracer restarts", "short", [
-            t(`increase(${P}tracer_restarts_total{${H}}[1h]) > 0`, "{{tracer}}"),
+            t(`sum by (tracer) (increase(${P}tracer_restarts_total{${H}}[1h]))`, "{{tracer}}"),
           ]),
         ],
       },

@@ -34,7 +34,7 @@ import { fixMallocThresholds, mallocTrim } from "../../ffi/libc.ts";
 import type { HttpTransport } from "../server/transport.ts";
 import { httpCollector } from "../server/metrics.ts";
 import { agentConfig } from "./config.ts";
-import { autotracingTracers, buildFeatures } from "./features.ts";
+import { autotracingTracers, buildFeatures, documentTracers } from "./features.ts";
 import { startApiServer } from "./server.ts";
 
 export { applyFlags, resolveConfig } from "./config.ts";
@@ -114,7 +114,7 @@ function assemble(config: Config, opts: CliOptions, log: Logger, cgroup: Runtime
       localFileCollector(store),
       kubeletCollector(kubelet),
       containerRegistryCollector(containers),
-      eventsCollector(hub),
+      eventsCollector(hub, documentTracers(config.BlackList)),
       loopLagCollector(loopLag),
       processCollector(),
       buildInfoCollector(agentBuild()),
