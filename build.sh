@@ -117,6 +117,7 @@ ensure_test_deps() {
   need unshare util-linux
   need ip iproute2
   need nft nftables
+  need logrotate logrotate
   need tc iproute2
   need curl curl
   need rpmbuild rpm
