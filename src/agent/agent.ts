@@ -111,7 +111,7 @@ function assemble(config: Config, opts: CliOptions, log: Logger, cgroup: Runtime
       tracerStatusCollector(tracers),
       bpfProgramsCollector(bpf),
       esStorageCollector(es),
-      localFileCollector(store),
+      localFileCollector(store, documentTracers(config.BlackList)),
       kubeletCollector(kubelet),
       containerRegistryCollector(containers),
       eventsCollector(hub, documentTracers(config.BlackList)),
