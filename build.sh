@@ -111,10 +111,13 @@ build_bpf() {
 
 ensure_test_deps() {
   need promtool prometheus
+  # integration/dashboards_test.ts runs a real Prometheus server against the agent.
+  need prometheus prometheus
   need prometheus-node-exporter prometheus-node-exporter
   need unshare util-linux
   need ip iproute2
   need nft nftables
+  need logrotate logrotate
   need tc iproute2
   need curl curl
   need rpmbuild rpm
@@ -166,9 +169,34 @@ build_rpm() {
   log "built $(ls "$top"/*/*.rpm)"
 }
 
+# Writes the git revision and build time into src/core/build_info.ts for the
+# build (bundle and compile read it the same way); restore_build_info puts the
+# committed "unknown" back, so the tree stays clean.
+BUILD_INFO="$ROOT/src/core/build_info.ts"
+stamp_build_info() {
+  local rev time
+  rev=$(git -C "$ROOT" rev-parse --short=12 HEAD 2>/dev/null || echo unknown)
+  if [ "$rev" != unknown ] && [ -n "$(git -C "$ROOT" status --porcelain --untracked-files=no 2>/dev/null)" ]; then
+    rev="$rev-dirty"
+  fi
+  # SOURCE_DATE_EPOCH (reproducible builds) wins over the clock.
+  time=$(date -u -d "@${SOURCE_DATE_EPOCH:-$(date +%s)}" +%Y-%m-%dT%H:%M:%SZ)
+  mkdir -p "$OUT"
+  cp "$BUILD_INFO" "$OUT/build_info.ts.orig"
+  sed -i -e "s/^export const BUILD_REVISION: string = .*/export const BUILD_REVISION: string = \"$rev\";/" \
+    -e "s/^export const BUILD_TIME: string = .*/export const BUILD_TIME: string = \"$time\";/" "$BUILD_INFO"
+  trap restore_build_info EXIT
+  log "stamped revision $rev, build time $time"
+}
+restore_build_info() {
+  [ -e "$OUT/build_info.ts.orig" ] && mv "$OUT/build_info.ts.orig" "$BUILD_INFO"
+  trap - EXIT
+}
+
 build_agent() {
   cd "$ROOT"
   "$DENO" install --frozen >/dev/null
+  stamp_build_info
   rm -rf "$OUT/bin" "$OUT/lib"
   mkdir -p "$OUT/bin"
   local bin="$OUT/bin/huatuo-bamai"
@@ -176,6 +204,7 @@ build_agent() {
   # --optimize-for-size: V8 grows the heap less eagerly between collections
   # (measured: RSS under sustained scraping 147 → 83 MB, same CPU per scrape).
   if "$DENO" compile --allow-all --frozen --v8-flags=--optimize-for-size --include _output/bpf --output "$bin" main.ts >"$OUT/compile.log" 2>&1; then
+    restore_build_info
     log "built $bin: deno compile single executable${DENORT_BIN:+ (runtime from DENORT_BIN=$DENORT_BIN)}"
     return
   fi
@@ -187,6 +216,7 @@ build_agent() {
   local lib="$OUT/lib/huatuo-bamai"
   mkdir -p "$lib"
   "$DENO" bundle --quiet --platform=deno --frozen --output "$lib/huatuo-bamai.js" main.ts
+  restore_build_info
   install -m 0755 "$DENO" "$lib/deno"
   cat >"$bin" <<'LAUNCHER'
 #!/bin/sh

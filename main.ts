@@ -2,7 +2,7 @@
 
 import { EXIT_USAGE, runAgent } from "./src/agent/agent.ts";
 import { parseArgs, usage, UsageError } from "./src/cli/flags.ts";
-import { VERSION } from "./src/core/version.ts";
+import { agentBuild } from "./src/agent/build_info.ts";
 
 async function main(args: string[]): Promise<number> {
   let cmd;
@@ -20,7 +20,12 @@ async function main(args: string[]): Promise<number> {
       console.log(usage());
       return 0;
     case "version":
-      console.log(`huatuo-bamai ${VERSION} (deno ${Deno.version.deno})`);
+      {
+        const b = agentBuild();
+        console.log(
+          `huatuo-bamai ${b.version} (revision ${b.revision}, built ${b.buildTime}, deno ${b.deno})`,
+        );
+      }
       return 0;
     case "run":
       return await runAgent(cmd.options);

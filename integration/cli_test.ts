@@ -24,7 +24,11 @@ Deno.test("missing --region and unknown flags are usage errors (exit 2)", async 
 Deno.test("--version and --help exit 0", async () => {
   const v = await runBinary(["--version"]);
   assertEquals(v.code, 0);
-  assertMatch(v.stdout, /^huatuo-bamai \d+\.\d+\.\d+/);
+  // build.sh stamps the git commit and build time into the build.
+  assertMatch(
+    v.stdout,
+    /^huatuo-bamai \d+\.\d+\.\d+ \(revision [0-9a-f]{7,}(-dirty)?, built \d{4}-\d\d-\d\dT[\d:]+Z, deno /,
+  );
   const h = await runBinary(["--help"]);
   assertEquals(h.code, 0);
   assertMatch(h.stdout, /--procfs-prefix/);
@@ -238,7 +242,10 @@ Deno.test("HTTP: JSON 404 for unknown paths, 405 for wrong methods, health and v
     assertEquals(post.status, 405);
     assertEquals((await post.json()).error, "method not allowed");
     assertEquals((await fetch(`${agent.url}/healthz`).then((r) => r.json())).status, "ok");
-    assertMatch((await fetch(`${agent.url}/version`).then((r) => r.json())).version, /^\d+\.\d+\.\d+$/);
+    const version = await fetch(`${agent.url}/version`).then((r) => r.json());
+    assertMatch(version.version, /^\d+\.\d+\.\d+$/);
+    assertMatch(version.revision, /^[0-9a-f]{7,}(-dirty)?$/);
+    assertMatch(version.build_time, /^\d{4}-\d\d-\d\dT[\d:]+Z$/);
   } finally {
     await agent.stop();
   }

@@ -15,6 +15,8 @@ import { BpfRuntime } from "../bpf/tracer.ts";
 import { EventHub } from "../events/hub.ts";
 import { eventsCollector } from "../events/metrics.ts";
 import { loopLagCollector, LoopLagMonitor } from "../runtime/loop_lag.ts";
+import { buildInfoCollector, processCollector } from "../runtime/process.ts";
+import { agentBuild } from "./build_info.ts";
 import { createEventSink } from "../events/sink.ts";
 import { createWatchHandler, type WatchHandler } from "../server/watch.ts";
 import { LocalFileStore } from "../storage/localfile.ts";
@@ -24,7 +26,6 @@ import { setLibbpfLogger } from "../../ffi/libbpf.ts";
 import { TracerManager } from "../tracing/manager.ts";
 import { tracerStatusCollector } from "../tracing/status.ts";
 import { bpfProgramsCollector } from "../bpf/stats.ts";
-import { VERSION } from "../core/version.ts";
 import { dryRunFailures } from "./dry_run.ts";
 import { CgroupContainerRegistry } from "../pod/registry.ts";
 import { KubeletClient, kubeletCollector } from "../pod/kubelet.ts";
@@ -33,7 +34,7 @@ import { fixMallocThresholds, mallocTrim } from "../../ffi/libc.ts";
 import type { HttpTransport } from "../server/transport.ts";
 import { httpCollector } from "../server/metrics.ts";
 import { agentConfig } from "./config.ts";
-import { autotracingTracers, buildFeatures } from "./features.ts";
+import { autotracingTracers, buildFeatures, documentTracers } from "./features.ts";
 import { startApiServer } from "./server.ts";
 import { AutoTracingRegistry } from "../autotracing/registry.ts";
 import { autotracingCollector } from "../autotracing/metrics.ts";
@@ -67,7 +68,7 @@ interface Parts {
  */
 function routeLibbpfLog(log: Logger): void {
   try {
-    setLibbpfLogger((level, msg) => log.debug("libbpf", { level, msg: msg.trimEnd() }));
+    setLibbpfLogger((level, msg) => log.debug("libbpf", { libbpf_level: level, libbpf_msg: msg.trimEnd() }));
   } catch (err) {
     log.warn("libbpf unavailable: BPF collectors are off", {
       error: err instanceof Error ? err.message : String(err),
@@ -117,12 +118,14 @@ function assemble(config: Config, opts: CliOptions, log: Logger, cgroup: Runtime
       tracerStatusCollector(tracers),
       bpfProgramsCollector(bpf),
       esStorageCollector(es),
-      localFileCollector(store),
+      localFileCollector(store, documentTracers(config.BlackList)),
       kubeletCollector(kubelet),
       containerRegistryCollector(containers),
-      eventsCollector(hub),
+      eventsCollector(hub, documentTracers(config.BlackList)),
       loopLagCollector(loopLag),
       autotracingCollector(autotracing),
+      processCollector(),
+      buildInfoCollector(agentBuild()),
     ]
   ) registry.register(self);
   const watch = createWatchHandler({
@@ -201,11 +204,13 @@ export async function runAgent(opts: CliOptions): Promise<number> {
   }
   const log = openLog(config);
   if (!log) return EXIT_USAGE;
+  const build = agentBuild();
   // SIGHUP (logrotate's postrotate) reopens Log.File; unhandled, it would kill the agent. Kept until exit
   // (a closed logger ignores it), so a late SIGHUP never kills a shutdown half-way.
   Deno.addSignalListener("SIGHUP", () => log.reopen());
   log.info("huatuo-bamai starting", {
-    version: VERSION,
+    version: build.version,
+    revision: build.revision,
     region: opts.region,
     config: configPath(opts),
     procfs_prefix: opts.procfsPrefix || "/",
@@ -231,7 +236,13 @@ export async function runAgent(opts: CliOptions): Promise<number> {
     server = startApiServer(config, {
       registry: parts.registry,
       log,
-      version: { version: VERSION, deno: Deno.version.deno, v8: Deno.version.v8 },
+      version: {
+        version: build.version,
+        revision: build.revision,
+        build_time: build.buildTime,
+        deno: build.deno,
+        v8: build.v8,
+      },
       isReady: () => ready,
       tracers: parts.tracers,
       token: Deno.env.get("HUATUO_BAMAI_API_TOKEN") || config.APIServer.Token,

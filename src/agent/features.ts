@@ -18,6 +18,16 @@ export function autotracingTracers(features: readonly Feature[] = FEATURES): str
   return features.filter((f) => f.modes.includes("autotracing")).map((f) => f.name);
 }
 
+/** Tracers that emit documents (events, autotracing) and BlackList leaves on. */
+export function documentTracers(
+  blackList: readonly string[],
+  features: readonly Feature[] = FEATURES,
+): string[] {
+  return features.filter((f) =>
+    (f.modes.includes("events") || f.modes.includes("autotracing")) && !blackList.includes(f.name)
+  ).map((f) => f.name);
+}
+
 export function buildFeatures(
   ctx: FeatureContext,
   constLabels: Record<string, string>,

@@ -9,6 +9,11 @@ export interface Collector {
   /** Registry name = BlackList name, e.g. `cpu_util`. */
   readonly name: string;
   collect(): Promise<Sample[]>;
+  /**
+   * Standard exporter families (process_*) keep their names: every Prometheus exporter exposes them
+   * unprefixed, and dashboards and alerts are written for those names.
+   */
+  readonly unprefixed?: boolean;
   /** Releases sockets or other handles; called once on shutdown. */
   close?(): void;
 }

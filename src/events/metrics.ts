@@ -7,13 +7,19 @@ import type { Collector } from "../core/collector.ts";
 import { counter, gauge, type Sample } from "../core/sample.ts";
 import type { EventHub } from "./hub.ts";
 
-export function eventsCollector(hub: EventHub): Collector {
+/**
+ * `tracers` (the enabled event and autotracing tracers) start at 0: a series that first appears at 1 gives
+ * increase() 0, so the first OOM kill of a run would never fire an alert.
+ */
+export function eventsCollector(hub: EventHub, tracers: readonly string[] = []): Collector {
   return {
     name: "events",
     collect() {
       const s = hub.stats();
       const out: Sample[] = [];
-      for (const [tracer, n] of [...s.byTracer].sort(([a], [b]) => a.localeCompare(b))) {
+      const counts = new Map<string, number>(tracers.map((t) => [t, 0]));
+      for (const [tracer, n] of s.byTracer) counts.set(tracer, n);
+      for (const [tracer, n] of [...counts].sort(([a], [b]) => a.localeCompare(b))) {
         out.push(counter("events_total", "Kernel events recorded, by tracer.", n, { tracer }));
       }
       out.push(

@@ -77,11 +77,15 @@ export function formatLine(time: Date, level: LogLevel, msg: string, fields?: Lo
   let line = `time=${time.toISOString()} level=${level.toLowerCase()} msg=${quote(msg)}`;
   if (fields) {
     for (const [k, v] of Object.entries(fields)) {
-      if (v !== undefined) line += ` ${k}=${quote(String(v))}`;
+      // A line never repeats a key: log parsers keep one of two (which one differs), so a field named like a
+      // fixed key is written as field_<name>.
+      if (v !== undefined) line += ` ${RESERVED.has(k) ? `field_${k}` : k}=${quote(String(v))}`;
     }
   }
   return line + "\n";
 }
+
+const RESERVED = new Set(["time", "level", "msg"]);
 
 function quote(s: string): string {
   return /^[\w.:/@+-]+$/.test(s) ? s : JSON.stringify(s);

@@ -73,3 +73,16 @@ Deno.test("reopen without Log.File, or after close, does nothing", () => {
   assert(!exists, "closed logger recreated its file");
   Deno.removeSync(dir, { recursive: true });
 });
+
+Deno.test("formatLine: a field named like time, level or msg never repeats the key", () => {
+  const t = new Date("2026-01-02T03:04:05.000Z");
+  const line = formatLine(t, "Debug", "libbpf", {
+    level: "warn",
+    msg: "libbpf: x",
+    time: 1,
+    libbpf_level: "debug",
+  });
+  const keys = [...line.trimEnd().matchAll(/(?:^| )([a-z_]+)=/g)].map((m) => m[1]);
+  assertEquals(keys, ["time", "level", "msg", "field_level", "field_msg", "field_time", "libbpf_level"]);
+  assertEquals(new Set(keys).size, keys.length);
+});

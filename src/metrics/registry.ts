@@ -14,6 +14,8 @@ export interface CollectorResult {
   readonly samples: Sample[];
   readonly durationSeconds: number;
   readonly error?: string;
+  /** The collector's samples keep their names (no `huatuo_bamai_` prefix). */
+  readonly unprefixed?: boolean;
 }
 
 export interface ScrapeResult {
@@ -85,7 +87,12 @@ export class Registry {
     try {
       const samples = await c.collect();
       if (this.#lastError.delete(c.name)) this.#log.info("collector recovered", { collector: c.name });
-      return { name: c.name, samples, durationSeconds: (performance.now() - start) / 1000 };
+      return {
+        name: c.name,
+        samples,
+        durationSeconds: (performance.now() - start) / 1000,
+        unprefixed: c.unprefixed,
+      };
     } catch (err) {
       const error = err instanceof Error ? err.message : String(err);
       if (this.#lastError.get(c.name) !== error) {
@@ -115,8 +122,8 @@ export class Registry {
 
   #families(results: CollectorResult[]): Map<string, Family> {
     const families = new Map<string, Family>();
-    const add = (s: Sample, from: string) => {
-      const name = METRIC_PREFIX + s.name;
+    const add = (s: Sample, from: string, unprefixed = false) => {
+      const name = unprefixed ? s.name : METRIC_PREFIX + s.name;
       let f = families.get(name);
       if (!f) {
         f = { name, help: s.help, type: s.type, series: [] };
@@ -129,7 +136,7 @@ export class Registry {
       (f.series as Series[]).push({ labels, value: s.value });
     };
     for (const r of results) {
-      for (const s of r.samples) add(s, r.name);
+      for (const s of r.samples) add(s, r.name, r.unprefixed);
       add({
         name: "scrape_collector_duration_seconds",
         help: "huatuo-bamai: Duration of a collector scrape.",

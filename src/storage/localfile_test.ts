@@ -506,6 +506,16 @@ Deno.test("storage_local metrics: written and failed per tracer; none when disab
       ["storage_local_written_total", "counter", "oom", 2],
       ["storage_local_failed_total", "counter", "oom", 0],
     ]);
+    // Enabled tracers are there at 0 before their first document.
+    const listed = await localFileCollector(store, ["hungtask", "oom"]).collect();
+    assertEquals(listed.map((s) => [s.name, s.labels?.tracer, s.value]), [
+      ["storage_local_written_total", "a/b", 0],
+      ["storage_local_failed_total", "a/b", 1],
+      ["storage_local_written_total", "hungtask", 0],
+      ["storage_local_failed_total", "hungtask", 0],
+      ["storage_local_written_total", "oom", 2],
+      ["storage_local_failed_total", "oom", 0],
+    ]);
     store.close();
     const off = new LocalFileStore({ path: "", rotationSize: 1, maxRotation: 1 });
     off.write(doc("oom", 1));

@@ -62,10 +62,15 @@ export function esStorageCollector(storage: EsStorage | undefined): Collector {
   };
 }
 
-/** Per tracer that sent a document: both counters (failed from 0, so rate() works before the first failure). */
-export function localFileSamples(store: LocalFileStore): Sample[] {
+/**
+ * Per tracer that sent a document, and per tracer in `tracers` from the start: both counters from 0, so
+ * increase() sees a tracer's first failure (a series that first appears at 1 reads as no increase).
+ */
+export function localFileSamples(store: LocalFileStore, tracers: readonly string[] = []): Sample[] {
   const out: Sample[] = [];
-  const stats = [...store.stats()].sort(([a], [b]) => a.localeCompare(b));
+  const all = new Map(tracers.map((t) => [t, { written: 0, failed: 0 }]));
+  for (const [t, s] of store.stats()) all.set(t, s);
+  const stats = [...all].sort(([a], [b]) => a.localeCompare(b));
   for (const [tracer, s] of stats) {
     out.push(
       counter("storage_local_written_total", "Documents written to the local file, by tracer.", s.written, {
@@ -83,9 +88,9 @@ export function localFileSamples(store: LocalFileStore): Sample[] {
 }
 
 /** No series when Storage.LocalFile is disabled (Path ""). */
-export function localFileCollector(store: LocalFileStore): Collector {
+export function localFileCollector(store: LocalFileStore, tracers: readonly string[] = []): Collector {
   return {
     name: "storage_local",
-    collect: () => Promise.resolve(store.enabled ? localFileSamples(store) : []),
+    collect: () => Promise.resolve(store.enabled ? localFileSamples(store, tracers) : []),
   };
 }
