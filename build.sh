@@ -124,6 +124,8 @@ ensure_test_deps() {
   need bpftrace bpftrace
   need gcc gcc
   need stress-ng stress-ng
+  # The minimal Debian root integration/single_file_test.ts runs the single file in.
+  need debootstrap debootstrap
   # Renders the SVG flame graphs in src/profile/flamegraph_svg_test.ts.
   need chromium chromium
 }

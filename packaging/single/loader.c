@@ -84,7 +84,8 @@ int main(int argc, char **argv) {
       die_format("bad index line");
     }
     int is_exec = strcmp(role, "exec") == 0;
-    int fd = member_fd(self, role, (off_t)off, (size_t)len, is_exec);
+    // The runtime's memfd name becomes the process name (comm): "memfd:huatuo-ba".
+    int fd = member_fd(self, is_exec ? "huatuo-bamai" : role, (off_t)off, (size_t)len, is_exec);
     if (is_exec) {
       runtime = fd;
     } else if (strcmp(role, "script") == 0) {
