@@ -202,6 +202,8 @@ host_library() {
 build_single() {
   local bin=$1 stage="$OUT/single"
   need gcc gcc
+  # libc.a for the static link (gcc only recommends libc6-dev).
+  [ "$(gcc -print-file-name=libc.a)" != libc.a ] || apt_install libc6-dev
   rm -rf "$stage"
   mkdir -p "$stage"
   "$DENO" bundle --quiet --platform=deno --frozen --output "$stage/huatuo-bamai.js" main.ts

@@ -11,8 +11,13 @@ export function defaultBpfDir(): string {
   return new URL("../../_output/bpf", import.meta.url).pathname;
 }
 
-/** The objects of HUATUO_BAMAI_BPF_ARCHIVE by file name (relative to the archive's root); undefined without it. */
+/**
+ * The objects of HUATUO_BAMAI_BPF_ARCHIVE by file name (relative to the
+ * archive's root); undefined without it, or when HUATUO_BAMAI_BPF_DIR names a
+ * directory to use instead (tests point a single file at other objects).
+ */
 export function embeddedBpfObjects(): Map<string, Uint8Array> | undefined {
+  if (Deno.env.get("HUATUO_BAMAI_BPF_DIR")) return undefined;
   const path = Deno.env.get("HUATUO_BAMAI_BPF_ARCHIVE");
   return path ? readTar(Deno.readFileSync(path)) : undefined;
 }
