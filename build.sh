@@ -196,6 +196,41 @@ host_library() {
   ldconfig -p | awk -v so="$1" '$1 == so && /x86-64|AArch64|aarch64/ { print $NF; exit }'
 }
 
+# libelf.so.1 for the single file. Debian 12's needs glibc 2.33 (fstat@GLIBC_2.33),
+# Debian 11's (elfutils 0.183, newer than libbpf 1.x requires) glibc 2.14, so
+# with it the file runs down to libbpf's own floor, glibc 2.28. Fetched once
+# with apt-get from the host's Debian mirror into _output/; when that fails, the
+# host's libelf (and the floor it brings).
+portable_libelf() {
+  local dir="$OUT/libelf-bullseye"
+  if [ ! -e "$dir/libelf.so.1" ] && command -v dpkg >/dev/null 2>&1; then
+    local mirror tmp
+    mirror=$(grep -hE '^(URIs:|deb )' /etc/apt/sources.list /etc/apt/sources.list.d/* 2>/dev/null |
+      grep -v security | grep -oE 'https?://[^ ]+' | head -1 || true)
+    tmp=$(mktemp -d)
+    mkdir -p "$tmp/lists/partial" "$tmp/archives/partial"
+    echo "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] $mirror bullseye main" >"$tmp/sources.list"
+    # Only this list and no installed packages, so libelf1's candidate is bullseye's.
+    local o=(-o "Dir::Etc::SourceList=$tmp/sources.list" -o Dir::Etc::SourceParts=/dev/null
+      -o "Dir::State::Lists=$tmp/lists" -o Dir::State::status=/dev/null -o "Dir::Cache=$tmp"
+      -o "Dir::Cache::archives=$tmp/archives" -o APT::Sandbox::User=root)
+    if [ -n "$mirror" ] && apt-get "${o[@]}" update -qq >/dev/null 2>&1 &&
+      (cd "$tmp" && apt-get "${o[@]}" download -qq libelf1 >/dev/null 2>&1); then
+      dpkg-deb -x "$tmp"/libelf1_*.deb "$tmp/x"
+      mkdir -p "$dir"
+      install -m 0644 "$(readlink -f "$(find "$tmp/x" -name libelf.so.1 | head -1)")" "$dir/libelf.so.1"
+      log "libelf for the single file: $(basename "$tmp"/libelf1_*.deb) (Debian 11) in $dir"
+    fi
+    rm -rf "$tmp"
+  fi
+  if [ -e "$dir/libelf.so.1" ]; then echo "$dir/libelf.so.1"; else host_library libelf.so.1; fi
+}
+
+# The newest GLIBC_ symbol version any of the files needs: the oldest glibc they run on.
+glibc_floor() {
+  objdump -T "$@" | grep -oE 'GLIBC_[0-9]+\.[0-9]+' | sort -uV | tail -1 | sed 's/GLIBC_//'
+}
+
 # One executable file: packaging/single/loader.c with a payload appended (the
 # Deno runtime, the bundle, libbpf with the libraries it needs, the BPF objects
 # as a tar archive), which it runs from memory. See the loader for the layout.
@@ -212,7 +247,7 @@ build_single() {
   (cd "$OUT/bpf" && tar --format=ustar --owner=0 --group=0 --numeric-owner -cf "$stage/bpf.tar" ./*.o)
   local libbpf libelf libz
   libbpf=$(host_library libbpf.so.1)
-  libelf=$(host_library libelf.so.1)
+  libelf=$(portable_libelf)
   libz=$(host_library libz.so.1)
   [ -n "$libbpf" ] && [ -n "$libelf" ] && [ -n "$libz" ] || { log "libbpf.so.1, libelf.so.1 or libz.so.1 not found"; exit 1; }
   # Everything else libbpf needs must come from glibc, which the target host has.
@@ -236,7 +271,7 @@ build_single() {
   printf 'HUATUOSF%-24s' "$off ${#index}" >>"$tmp"
   chmod 0755 "$tmp"
   mv "$tmp" "$bin"
-  log "built $bin: single file ($(du -h "$bin" | cut -f1); bundle $(du -h "$stage/huatuo-bamai.js" | cut -f1), libbpf $(basename "$(readlink -f "$libbpf")"))"
+  log "built $bin: single file ($(du -h "$bin" | cut -f1); bundle $(du -h "$stage/huatuo-bamai.js" | cut -f1), libbpf $(basename "$(readlink -f "$libbpf")"); runs on glibc $(glibc_floor "$DENO" "$libbpf" "$libelf" "$libz") or newer)"
 }
 
 cmd=${1:-build}
