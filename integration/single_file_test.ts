@@ -132,6 +132,8 @@ interface Started {
   /** ms from spawn to the first 200 of /healthz and of /readyz. */
   healthzMs: number;
   readyzMs: number;
+  /** CPU time (user + system) the process had used when /readyz answered: steadier than wall time on a busy host. */
+  cpuMs: number;
   output: () => string;
   stop: () => Promise<void>;
 }
@@ -176,7 +178,7 @@ async function start(
   try {
     const healthzMs = await firstOk(`${url}/healthz`, () => exited, t0);
     const readyzMs = await firstOk(`${url}/readyz`, () => exited, t0);
-    return { child, url, healthzMs, readyzMs, output: () => out, stop };
+    return { child, url, healthzMs, readyzMs, cpuMs: cpuMs(child.pid), output: () => out, stop };
   } catch (err) {
     await stop();
     throw new Error(`${err}\n${out}`);
@@ -200,6 +202,12 @@ function memoryMiB(pid: number): { rss: number; shmem: number; memfds: number } 
   }
   const mib = (n: number) => Math.round(n / 2 ** 20);
   return { rss: mib(kb("VmRSS") * 1024), shmem: mib(kb("RssShmem") * 1024), memfds: mib(memfds) };
+}
+
+/** utime + stime of a process in ms (from /proc/<pid>/stat, in clock ticks of 10 ms). */
+function cpuMs(pid: number): number {
+  const fields = Deno.readTextFileSync(`/proc/${pid}/stat`).replace(/^.*\) /s, "").split(" ");
+  return (Number(fields[11]) + Number(fields[12])) * 10;
 }
 
 function median(xs: number[]): number {
@@ -226,12 +234,13 @@ Deno.test({
     Deno.copyFileSync(BINARY, `${root}/opt/huatuo/huatuo-bamai`);
     const results: Record<
       string,
-      { healthz: number[]; readyz: number[]; rss: number; shmem: number; memfds: number }
+      { healthz: number[]; readyz: number[]; cpu: number[]; rss: number; shmem: number; memfds: number }
     > = {};
     const record = (form: string, s: Started) => {
-      const r = results[form] ??= { healthz: [], readyz: [], rss: 0, shmem: 0, memfds: 0 };
+      const r = results[form] ??= { healthz: [], readyz: [], cpu: [], rss: 0, shmem: 0, memfds: 0 };
       r.healthz.push(s.healthzMs);
       r.readyz.push(s.readyzMs);
+      r.cpu.push(s.cpuMs);
       Object.assign(r, memoryMiB(s.child.pid));
     };
 
@@ -281,7 +290,7 @@ Deno.test({
     const mib = (size / 2 ** 20).toFixed(1);
     console.log(`single file: ${mib} MiB; median of ${RUNS} starts (ms), memory when ready (MiB):`);
     for (const [form, r] of Object.entries(results)) {
-      const ms = `/healthz ${median(r.healthz)}, /readyz ${median(r.readyz)}`;
+      const ms = `/healthz ${median(r.healthz)}, /readyz ${median(r.readyz)} (CPU ${median(r.cpu)})`;
       console.log(`  ${form}: ${ms}; RSS ${r.rss} (memfd-mapped ${r.shmem}), memfds ${r.memfds}`);
     }
   },
