@@ -1,9 +1,9 @@
-// Where the compiled BPF objects are when --bpf-dir is not given: the bundle
-// launcher exports HUATUO_BAMAI_BPF_DIR (its _output/bpf); a `deno compile`
-// binary carries _output/bpf inside, next to main.ts in its embedded tree; a
-// development run uses the repository's _output/bpf. A single-file build
-// (packaging/single/loader.c) passes them as one tar archive instead, in
-// HUATUO_BAMAI_BPF_ARCHIVE.
+// Where the compiled BPF objects are when --bpf-dir is not given: in
+// HUATUO_BAMAI_BPF_DIR when set (tests, or a bundle run by hand); a single-file
+// build (packaging/single/loader.c) passes them as one tar archive, in
+// HUATUO_BAMAI_BPF_ARCHIVE; a `deno compile` binary carries _output/bpf inside,
+// next to main.ts in its embedded tree; a development run uses the
+// repository's _output/bpf.
 
 export function defaultBpfDir(): string {
   const fromLauncher = Deno.env.get("HUATUO_BAMAI_BPF_DIR");

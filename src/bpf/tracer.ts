@@ -177,13 +177,16 @@ export class BpfTracer implements Tracer {
     requireLibbpf();
     const embedded = this.runtime.objects;
     const path = embedded ? this.spec.object : `${this.runtime.dir}/${this.spec.object}`;
-    if (embedded && !embedded.has(path)) throw new Error(`BPF object ${path} not in the embedded archive`);
-    try {
-      if (!embedded) Deno.statSync(path);
-    } catch {
-      throw new Error(
-        `BPF object ${path} not found (build it with ./build.sh bpf, or point --bpf-dir at it)`,
-      );
+    if (embedded) {
+      if (!embedded.has(path)) throw new Error(`BPF object ${path} is not in the single file's archive`);
+    } else {
+      try {
+        Deno.statSync(path);
+      } catch {
+        throw new Error(
+          `BPF object ${path} not found (build it with ./build.sh bpf, or point --bpf-dir at it)`,
+        );
+      }
     }
     const btfCustomPath = this.#customBtf();
     const sets = this.spec.alternatives ?? [[]];
