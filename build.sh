@@ -252,7 +252,7 @@ build_single() {
   [ -n "$libbpf" ] && [ -n "$libelf" ] && [ -n "$libz" ] || { log "libbpf.so.1, libelf.so.1 or libz.so.1 not found"; exit 1; }
   # Everything else libbpf needs must come from glibc, which the target host has.
   local extra
-  extra=$(ldd "$libbpf" "$libelf" | awk '/=>/ && $1 !~ /^(libelf\.so\.1|libz\.so\.1|libc\.so\.6)$/ { print $1 }' | sort -u)
+  extra=$(ldd "$libbpf" "$libelf" | awk '/=>/ && $1 !~ /^(libelf\.so\.1|libz\.so\.1|libc\.so\.6|ld-linux[-a-z0-9_]*\.so\.[0-9])$/ { print $1 }' | sort -u)
   [ -z "$extra" ] || { log "libbpf needs libraries the single file does not carry: $extra"; exit 1; }
 
   local tmp="$bin.tmp" index="" member role file off
