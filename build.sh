@@ -193,7 +193,8 @@ build_agent() {
 # The file a member of the single-file payload comes from: the host's library
 # with this soname (libbpf.so.1, libelf.so.1, libz.so.1).
 host_library() {
-  ldconfig -p | awk -v so="$1" '$1 == so && /x86-64|AArch64|aarch64/ { print $NF; exit }'
+  # awk reads to the end: leaving early would kill ldconfig with SIGPIPE (pipefail).
+  ldconfig -p | awk -v so="$1" '$1 == so && /x86-64|AArch64|aarch64/ && !found { print $NF; found = 1 }'
 }
 
 # libelf.so.1 for the single file. Debian 12's needs glibc 2.33 (fstat@GLIBC_2.33),
@@ -218,7 +219,7 @@ portable_libelf() {
       (cd "$tmp" && apt-get "${o[@]}" download -qq libelf1 >/dev/null 2>&1); then
       dpkg-deb -x "$tmp"/libelf1_*.deb "$tmp/x"
       mkdir -p "$dir"
-      install -m 0644 "$(readlink -f "$(find "$tmp/x" -name libelf.so.1 | head -1)")" "$dir/libelf.so.1"
+      install -m 0644 "$(readlink -f "$(find "$tmp/x" -name libelf.so.1 -print -quit)")" "$dir/libelf.so.1"
       log "libelf for the single file: $(basename "$tmp"/libelf1_*.deb) (Debian 11) in $dir"
     fi
     rm -rf "$tmp"

@@ -69,7 +69,7 @@ int main(int argc, char **argv) {
   uint64_t index_off, index_len;
   if (memcmp(trailer, MAGIC, 8) != 0 ||
       sscanf(trailer + 8, "%" SCNu64 " %" SCNu64, &index_off, &index_len) != 2 ||
-      index_len > 4096 || index_off + index_len > (uint64_t)st.st_size) {
+      index_len > 4096 || index_len > (uint64_t)st.st_size || index_off > (uint64_t)st.st_size - index_len) {
     die_format("bad trailer");
   }
   char index[4097] = {0};
@@ -79,8 +79,8 @@ int main(int argc, char **argv) {
   for (char *line = strtok(index, "\n"); line; line = strtok(NULL, "\n")) {
     char role[64];
     uint64_t off, len;
-    if (sscanf(line, "%63s %" SCNu64 " %" SCNu64, role, &off, &len) != 3 || off + len > index_off ||
-        ++members > MAX_MEMBERS) {
+    if (sscanf(line, "%63s %" SCNu64 " %" SCNu64, role, &off, &len) != 3 || off > index_off ||
+        len > index_off - off || ++members > MAX_MEMBERS) {
       die_format("bad index line");
     }
     int is_exec = strcmp(role, "exec") == 0;
@@ -98,11 +98,12 @@ int main(int argc, char **argv) {
   }
   if (runtime < 0 || script < 0) die_format("no runtime or no script");
 
-  // What the bundle+launcher build passes to `deno run`, plus --no-code-cache:
-  // the code cache would be written under $DENO_DIR (by default in $HOME).
+  // What the bundle+launcher build passed to `deno run`, plus --no-code-cache
+  // (the code cache would be written under $DENO_DIR) and --ext=js (the
+  // script's path has no extension, which Deno would transpile as TypeScript).
   static const char *const fixed[] = {
-      "run",      "--allow-all",    "--no-config", "--no-lock", "--cached-only", "--no-code-cache",
-      "--quiet",  "--ext=js", "--v8-flags=--optimize-for-size",
+      "run",     "--allow-all", "--no-config", "--no-lock", "--cached-only", "--no-code-cache",
+      "--quiet", "--ext=js",    "--v8-flags=--optimize-for-size",
   };
   const int nfixed = (int)(sizeof fixed / sizeof fixed[0]);
   char script_path[32];
