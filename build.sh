@@ -11,7 +11,8 @@
 # below) into .tools/ when a 2.9.x deno is not on PATH; system packages come
 # from Debian. The binary is a `deno compile` executable when Deno's runtime
 # (denort) can be obtained — set DENORT_BIN to a local denort to use one — and
-# otherwise a `deno bundle` file plus a launcher at the same path.
+# otherwise one file made of a small C loader, the Deno runtime, a `deno bundle`
+# of the agent, libbpf (with libelf and libz) and the BPF objects (build_single).
 set -euo pipefail
 
 DENO_VERSION=2.9.6
@@ -126,6 +127,8 @@ ensure_test_deps() {
   need bpftrace bpftrace
   need gcc gcc
   need stress-ng stress-ng
+  # The minimal Debian root integration/single_file_test.ts runs the single file in.
+  need debootstrap debootstrap
   # Renders the SVG flame graphs in src/profile/flamegraph_svg_test.ts.
   need chromium chromium
 }
@@ -197,7 +200,7 @@ build_agent() {
   cd "$ROOT"
   "$DENO" install --frozen >/dev/null
   stamp_build_info
-  rm -rf "$OUT/bin" "$OUT/lib"
+  rm -rf "$OUT/bin" "$OUT/lib" "$OUT/single"
   mkdir -p "$OUT/bin"
   local bin="$OUT/bin/huatuo-bamai"
   # The BPF objects travel inside the executable (read back from its embedded tree).
@@ -212,23 +215,94 @@ build_agent() {
   local why
   why=$(grep -m1 -E '^\s+1: ' "$OUT/compile.log" | sed 's/^ *1: //' | cut -c1-160 || true)
   log "deno compile unavailable: cannot obtain the denort runtime (${why:-see _output/compile.log}); set DENORT_BIN to a local denort to get a single executable"
-  log "falling back to deno bundle + launcher"
-  local lib="$OUT/lib/huatuo-bamai"
-  mkdir -p "$lib"
-  "$DENO" bundle --quiet --platform=deno --frozen --output "$lib/huatuo-bamai.js" main.ts
+  log "falling back to deno bundle + a single-file loader"
+  build_single "$bin"
+}
+
+# The file a member of the single-file payload comes from: the host's library
+# with this soname (libbpf.so.1, libelf.so.1, libz.so.1).
+host_library() {
+  # awk reads to the end: leaving early would kill ldconfig with SIGPIPE (pipefail).
+  ldconfig -p | awk -v so="$1" '$1 == so && /x86-64|AArch64|aarch64/ && !found { print $NF; found = 1 }'
+}
+
+# libelf.so.1 for the single file. Debian 12's needs glibc 2.33 (fstat@GLIBC_2.33),
+# Debian 11's (elfutils 0.183, newer than libbpf 1.x requires) glibc 2.14, so
+# with it the file runs down to libbpf's own floor, glibc 2.28. Fetched once
+# with apt-get from the host's Debian mirror into _output/; when that fails, the
+# host's libelf (and the floor it brings).
+portable_libelf() {
+  local dir="$OUT/libelf-bullseye"
+  if [ ! -e "$dir/libelf.so.1" ] && command -v dpkg >/dev/null 2>&1; then
+    local mirror tmp
+    mirror=$(grep -hE '^(URIs:|deb )' /etc/apt/sources.list /etc/apt/sources.list.d/* 2>/dev/null |
+      grep -v security | grep -oE 'https?://[^ ]+' | head -1 || true)
+    tmp=$(mktemp -d)
+    mkdir -p "$tmp/lists/partial" "$tmp/archives/partial"
+    echo "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] $mirror bullseye main" >"$tmp/sources.list"
+    # Only this list and no installed packages, so libelf1's candidate is bullseye's.
+    local o=(-o "Dir::Etc::SourceList=$tmp/sources.list" -o Dir::Etc::SourceParts=/dev/null
+      -o "Dir::State::Lists=$tmp/lists" -o Dir::State::status=/dev/null -o "Dir::Cache=$tmp"
+      -o "Dir::Cache::archives=$tmp/archives" -o APT::Sandbox::User=root)
+    if [ -n "$mirror" ] && apt-get "${o[@]}" update -qq >/dev/null 2>&1 &&
+      (cd "$tmp" && apt-get "${o[@]}" download -qq libelf1 >/dev/null 2>&1); then
+      dpkg-deb -x "$tmp"/libelf1_*.deb "$tmp/x"
+      mkdir -p "$dir"
+      install -m 0644 "$(readlink -f "$(find "$tmp/x" -name libelf.so.1 -print -quit)")" "$dir/libelf.so.1"
+      log "libelf for the single file: $(basename "$tmp"/libelf1_*.deb) (Debian 11) in $dir"
+    fi
+    rm -rf "$tmp"
+  fi
+  if [ -e "$dir/libelf.so.1" ]; then echo "$dir/libelf.so.1"; else host_library libelf.so.1; fi
+}
+
+# The newest GLIBC_ symbol version any of the files needs: the oldest glibc they run on.
+glibc_floor() {
+  objdump -T "$@" | grep -oE 'GLIBC_[0-9]+\.[0-9]+' | sort -uV | tail -1 | sed 's/GLIBC_//'
+}
+
+# One executable file: packaging/single/loader.c with a payload appended (the
+# Deno runtime, the bundle, libbpf with the libraries it needs, the BPF objects
+# as a tar archive), which it runs from memory. See the loader for the layout.
+build_single() {
+  local bin=$1 stage="$OUT/single"
+  need gcc gcc
+  # libc.a for the static link (gcc only recommends libc6-dev).
+  [ "$(gcc -print-file-name=libc.a)" != libc.a ] || apt_install libc6-dev
+  rm -rf "$stage"
+  mkdir -p "$stage"
+  "$DENO" bundle --quiet --platform=deno --frozen --output "$stage/huatuo-bamai.js" main.ts
   restore_build_info
-  install -m 0755 "$DENO" "$lib/deno"
-  cat >"$bin" <<'LAUNCHER'
-#!/bin/sh
-# huatuo-bamai launcher (deno bundle build): runs the bundled agent on the
-# Deno runtime shipped beside it; needs nothing else from the host.
-lib=$(dirname -- "$(readlink -f -- "$0")")/../lib/huatuo-bamai
-HUATUO_BAMAI_BPF_DIR=${HUATUO_BAMAI_BPF_DIR:-$lib/../../bpf} DENO_NO_UPDATE_CHECK=1 DENO_NO_PROMPT=1 \
-  exec "$lib/deno" run --allow-all --no-config --no-lock --cached-only --v8-flags=--optimize-for-size --quiet \
-  "$lib/huatuo-bamai.js" "$@"
-LAUNCHER
-  chmod 0755 "$bin"
-  log "built $bin: deno bundle + launcher (bundle $(du -h "$lib/huatuo-bamai.js" | cut -f1))"
+  # Static: the loader itself then needs no libc of any version.
+  gcc -O2 -Wall -Wextra -Werror -static -s -o "$stage/loader" "$ROOT/packaging/single/loader.c"
+  (cd "$OUT/bpf" && tar --format=ustar --owner=0 --group=0 --numeric-owner -cf "$stage/bpf.tar" ./*.o)
+  local libbpf libelf libz
+  libbpf=$(host_library libbpf.so.1)
+  libelf=$(portable_libelf)
+  libz=$(host_library libz.so.1)
+  [ -n "$libbpf" ] && [ -n "$libelf" ] && [ -n "$libz" ] || { log "libbpf.so.1, libelf.so.1 or libz.so.1 not found"; exit 1; }
+  # Everything else libbpf needs must come from glibc, which the target host has.
+  local extra
+  extra=$(ldd "$libbpf" "$libelf" | awk '/=>/ && $1 !~ /^(libelf\.so\.1|libz\.so\.1|libc\.so\.6|ld-linux[-a-z0-9_]*\.so\.[0-9])$/ { print $1 }' | sort -u)
+  [ -z "$extra" ] || { log "libbpf needs libraries the single file does not carry: $extra"; exit 1; }
+
+  local tmp="$bin.tmp" index="" member role file off
+  cp "$stage/loader" "$tmp"
+  for member in "exec=$DENO" "script=$stage/huatuo-bamai.js" "HUATUO_BAMAI_LIBZ=$libz" \
+    "HUATUO_BAMAI_LIBELF=$libelf" "HUATUO_BAMAI_LIBBPF=$libbpf" "HUATUO_BAMAI_BPF_ARCHIVE=$stage/bpf.tar"; do
+    role=${member%%=*}
+    file=$(readlink -f "${member#*=}")
+    off=$(stat -c %s "$tmp")
+    cat "$file" >>"$tmp"
+    index+="$role $off $(stat -c %s "$file")"$'\n'
+  done
+  off=$(stat -c %s "$tmp")
+  printf '%s' "$index" >>"$tmp"
+  # Trailer (32 bytes): magic, then the index's offset and length.
+  printf 'HUATUOSF%-24s' "$off ${#index}" >>"$tmp"
+  chmod 0755 "$tmp"
+  mv "$tmp" "$bin"
+  log "built $bin: single file ($(du -h "$bin" | cut -f1); bundle $(du -h "$stage/huatuo-bamai.js" | cut -f1), libbpf $(basename "$(readlink -f "$libbpf")"); runs on glibc $(glibc_floor "$DENO" "$libbpf" "$libelf" "$libz") or newer)"
 }
 
 cmd=${1:-build}

@@ -74,11 +74,26 @@ export function libbpfUnavailableMessage(dlopenError: string): string {
     : `libbpf.so.1 cannot be loaded: ${why}`;
 }
 
+/**
+ * Where libbpf is: a single-file build (packaging/single/loader.c) carries it
+ * and its libraries as /proc/self/fd/N paths in HUATUO_BAMAI_LIBBPF, _LIBELF
+ * and _LIBZ; otherwise the host's, by soname.
+ */
+function openLibbpf(): Libbpf {
+  const env = (name: string) => Deno.env.get(`HUATUO_BAMAI_${name}`);
+  const path = env("LIBBPF");
+  if (!path) return Deno.dlopen("libbpf.so.1", SYMBOLS).symbols;
+  // Its dependencies first: the dynamic loader then satisfies libbpf's
+  // DT_NEEDED libz.so.1 and libelf.so.1 by soname from these, not the host.
+  for (const dep of [env("LIBZ"), env("LIBELF")]) if (dep) Deno.dlopen(dep, {});
+  return Deno.dlopen(path, SYMBOLS).symbols;
+}
+
 /** The libbpf symbols; throws LibbpfUnavailableError when the library cannot be opened. */
 export function libbpf(): Libbpf {
   if (lib === undefined) {
     try {
-      lib = Deno.dlopen("libbpf.so.1", SYMBOLS).symbols;
+      lib = openLibbpf();
     } catch (err) {
       throw new LibbpfUnavailableError(err instanceof Error ? err.message : String(err));
     }

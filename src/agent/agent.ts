@@ -10,7 +10,7 @@ import { createLogger, type Logger } from "../log/logger.ts";
 import type { Registry } from "../metrics/registry.ts";
 import { ListenError } from "../server/http.ts";
 import { RuntimeCgroup } from "../runtime/cgroup.ts";
-import { defaultBpfDir } from "../bpf/locate.ts";
+import { defaultBpfDir, embeddedBpfObjects } from "../bpf/locate.ts";
 import { BpfRuntime } from "../bpf/tracer.ts";
 import { EventHub } from "../events/hub.ts";
 import { eventsCollector } from "../events/metrics.ts";
@@ -95,7 +95,12 @@ function assemble(config: Config, opts: CliOptions, log: Logger, cgroup: Runtime
   const host = Deno.hostname();
   routeLibbpfLog(log);
   const tracers = new TracerManager(log);
-  const bpf = new BpfRuntime(opts.bpfDir ?? defaultBpfDir());
+  // --bpf-dir wins over the objects a single-file build carries.
+  const bpf = new BpfRuntime(
+    opts.bpfDir ?? defaultBpfDir(),
+    undefined,
+    opts.bpfDir ? undefined : embeddedBpfObjects(),
+  );
   const hub = new EventHub();
   const store = LocalFileStore.fromConfig(config, log, { indexTracers: autotracingTracers() });
   // An unwritable Path is a WARN now, not an ERROR at the first event; the agent runs on either way.

@@ -106,7 +106,15 @@ export class TracerNotRunningError extends Error {
 
 export class BpfRuntime {
   readonly live = new Set<BpfTracer>();
-  constructor(readonly dir: string, readonly kernelBtf = "/sys/kernel/btf/vmlinux") {}
+  /**
+   * `objects`, when given (a single-file build's archive), holds the objects
+   * by file name and replaces `dir` as their source; `dir` still holds btf/.
+   */
+  constructor(
+    readonly dir: string,
+    readonly kernelBtf = "/sys/kernel/btf/vmlinux",
+    readonly objects?: ReadonlyMap<string, Uint8Array>,
+  ) {}
 }
 
 export class BpfTracer implements Tracer {
@@ -167,13 +175,18 @@ export class BpfTracer implements Tracer {
   #load(log: Logger): BpfObject {
     // libbpf first: without it nothing else matters, and the other checks would blame BTF or the object.
     requireLibbpf();
-    const path = `${this.runtime.dir}/${this.spec.object}`;
-    try {
-      Deno.statSync(path);
-    } catch {
-      throw new Error(
-        `BPF object ${path} not found (build it with ./build.sh bpf, or point --bpf-dir at it)`,
-      );
+    const embedded = this.runtime.objects;
+    const path = embedded ? this.spec.object : `${this.runtime.dir}/${this.spec.object}`;
+    if (embedded) {
+      if (!embedded.has(path)) throw new Error(`BPF object ${path} is not in the single file's archive`);
+    } else {
+      try {
+        Deno.statSync(path);
+      } catch {
+        throw new Error(
+          `BPF object ${path} not found (build it with ./build.sh bpf, or point --bpf-dir at it)`,
+        );
+      }
     }
     const btfCustomPath = this.#customBtf();
     const sets = this.spec.alternatives ?? [[]];
@@ -209,7 +222,10 @@ export class BpfTracer implements Tracer {
   ): BpfObject {
     let obj: BpfObject | undefined;
     try {
-      obj = BpfObject.openFile(path, { btfCustomPath });
+      const bytes = this.runtime.objects?.get(path);
+      obj = bytes
+        ? BpfObject.openMem(bytes, path, { btfCustomPath })
+        : BpfObject.openFile(path, { btfCustomPath });
       // Names absent from the file are skipped: a replaced object still loads (and fails) on its own terms.
       const present = new Set(obj.programs.map((p) => p.name));
       sets.forEach((set, i) => {
