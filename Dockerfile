@@ -1,6 +1,10 @@
-# podman build --network host -t huatuo/huatuo-bamai:latest .
-#   (no registry? build a local base first: packaging/base-image.sh, then
-#    --build-arg BASE=localhost/debian:bookworm-slim --build-arg BUILDER_BASE=localhost/debian:bookworm-slim)
+# docker build --network host -t huatuo/huatuo-bamai:latest .
+# podman build --format docker --network host -t huatuo/huatuo-bamai:latest .
+#   (--format docker: the OCI format has no HEALTHCHECK or SHELL)
+#   No registry? Build a local base first (packaging/base-image.sh), then add
+#     --build-arg BASE=localhost/debian:bookworm-slim --build-arg BUILDER_BASE=localhost/debian:bookworm-slim
+#   Behind a TLS-intercepting proxy, hand npm and deno the CA bundle:
+#     --secret id=ca,src=/etc/ssl/certs/ca-certificates.crt
 # Run: see deploy/kubernetes/daemonset.yaml and deploy/compose/docker-compose.yml; by hand:
 #   podman run --network host --pid host --cgroupns host \
 #     --cap-drop all --cap-add SYS_ADMIN,BPF,PERFMON,SYS_PTRACE,DAC_READ_SEARCH \
@@ -18,7 +22,9 @@ RUN apt-get update \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .
-RUN ./build.sh
+RUN --mount=type=secret,id=ca \
+    if [ -s /run/secrets/ca ]; then export NPM_CONFIG_CAFILE=/run/secrets/ca DENO_CERT=/run/secrets/ca; fi; \
+    ./build.sh
 # Only what the agent runs: no test objects, no compile log.
 RUN mkdir -p /dist/bpf \
  && cp -a _output/bin _output/lib /dist/ \
