@@ -42,10 +42,10 @@ LABEL org.opencontainers.image.title="huatuo-bamai" \
       org.opencontainers.image.url="https://huatuo.tech" \
       org.opencontainers.image.vendor="huatuo-bamai developers"
 SHELL ["/bin/bash", "-eo", "pipefail", "-c"]
-# libbpf1: dlopened by the agent (libbpf.so.1); curl: the HEALTHCHECK.
+# libbpf1: dlopened by the agent (libbpf.so.1). Nothing else: the HEALTHCHECK uses bash.
 RUN apt-get update \
- && apt-get install -y --no-install-recommends libbpf1 curl \
- && rm -rf /var/lib/apt/lists/* /var/cache/apt/archives/*.deb /usr/share/doc/* /usr/share/man/*
+ && apt-get install -y --no-install-recommends libbpf1 \
+ && rm -rf /var/lib/apt/lists/* /var/cache/apt/* /var/log/apt /var/log/dpkg.log /usr/share/doc/* /usr/share/man/*
 WORKDIR /home/huatuo-bamai
 COPY --from=builder /dist/ /home/huatuo-bamai/
 # Root: the agent needs CAP_SYS_ADMIN and friends anyway (see the DaemonSet),
@@ -53,8 +53,9 @@ COPY --from=builder /dist/ /home/huatuo-bamai/
 # Kubernetes). The manifests drop every other capability.
 USER 0:0
 EXPOSE 19704
+# GET http://127.0.0.1:19704/healthz with bash's /dev/tcp (no curl in the image).
 HEALTHCHECK --interval=30s --timeout=5s --start-period=30s --retries=3 \
-  CMD curl -fsS -o /dev/null http://127.0.0.1:19704/healthz || exit 1
+  CMD ["/bin/bash", "-c", "exec 3<>/dev/tcp/127.0.0.1/19704 && printf 'GET /healthz HTTP/1.0\\r\\n\\r\\n' >&3 && head -1 <&3 | grep -q ' 200 '"]
 ENTRYPOINT ["/home/huatuo-bamai/bin/huatuo-bamai"]
 # No kubelet, no Elasticsearch by default; the manifests pass their own flags.
 CMD ["--region", "example", "--config", "huatuo-bamai.conf", "--disable-kubelet", "--disable-storage"]

@@ -321,7 +321,8 @@ Deno.test({
     const labels = inspect.Labels ?? inspect.Config?.Labels;
     assertEquals(labels["org.opencontainers.image.title"], "huatuo-bamai");
     assertMatch(labels["org.opencontainers.image.revision"], /^[0-9a-f]{40}$/);
-    assertMatch(JSON.stringify(inspect.HealthCheck ?? inspect.Config?.Healthcheck), /\/healthz/);
+    const health = (inspect.Healthcheck ?? inspect.Config?.Healthcheck)?.Test as string[];
+    assertMatch(JSON.stringify(health), /127\.0\.0\.1\/19704/);
     const mb = inspect.Size / 1e6;
     console.log(`image ${IMAGE}: ${mb.toFixed(0)} MB`);
     assert(mb < 250, `${mb} MB`);
@@ -401,8 +402,14 @@ Deno.test({
       const tracers = (await fetch(`${url}/v1/tracers`).then((r) => r.json())).tracers as Any[];
       assert(tracers.length >= 16);
       assertEquals(tracers.filter((t) => t.state !== "running"), [], await run("podman", ["logs", name]));
-      // The image's own HEALTHCHECK (curl on 19704) needs the default port: run it by hand here.
-      await run("podman", [...podman!, "exec", name, "curl", "-fsS", `${url}/healthz`]);
+      // The image's own HEALTHCHECK command, on this test's port instead of 19704.
+      assertEquals(health[0], "CMD");
+      const probe = health.slice(1).map((a) => a.replace("/19704", `/${port}`));
+      await run("podman", [...podman!, "exec", name, ...probe]);
+      const bad = health.slice(1).map((a) => a.replace("/19704", `/${port}`).replace("/healthz", "/nope"));
+      assert(
+        !(await new Deno.Command("podman", { args: [...podman!, "exec", name, ...bad] }).output()).success,
+      );
     } finally {
       await run("podman", [...podman!, "rm", "-f", name]).catch(() => {});
       Deno.removeSync(dir, { recursive: true });
