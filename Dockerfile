@@ -45,7 +45,7 @@ SHELL ["/bin/bash", "-eo", "pipefail", "-c"]
 # libbpf1: dlopened by the agent (libbpf.so.1). Nothing else: the HEALTHCHECK uses bash.
 RUN apt-get update \
  && apt-get install -y --no-install-recommends libbpf1 \
- && rm -rf /var/lib/apt/lists/* /var/cache/apt/* /var/log/apt /var/log/dpkg.log /usr/share/doc/* /usr/share/man/*
+ && rm -rf /var/lib/apt/lists/* /var/cache/apt/* /var/log/apt /var/log/dpkg.log
 WORKDIR /home/huatuo-bamai
 COPY --from=builder /dist/ /home/huatuo-bamai/
 # Root: the agent needs CAP_SYS_ADMIN and friends anyway (see the DaemonSet),

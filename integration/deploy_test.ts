@@ -225,7 +225,7 @@ Deno.test("deploy: Dockerfile: base images as build args, labels, HEALTHCHECK, n
   for (const l of ["title", "description", "version", "revision", "licenses", "url", "vendor"]) {
     assertMatch(text, new RegExp(`org\\.opencontainers\\.image\\.${l}=`));
   }
-  assertMatch(text, /^HEALTHCHECK .*\n?.*http:\/\/127\.0\.0\.1:19704\/healthz/m);
+  assertMatch(text, /^HEALTHCHECK .*\n.*\/dev\/tcp\/127\.0\.0\.1\/19704 .*GET \/healthz /m);
   assertEquals(portOf(DEFAULTS.APIServer.TCPAddr), 19704);
   assertMatch(text, /^EXPOSE 19704$/m);
   // Only *.o from the top of _output/bpf: bpf/test/ stays in the builder.

@@ -2,7 +2,8 @@
 # Builds a local Debian base image (no registry needed) from the apt mirror
 # configured on this host, cached in _output/base/:
 #   packaging/base-image.sh [TAG]     default localhost/debian:bookworm-slim
-# Like debian:bookworm-slim: minbase, no apt lists, no docs or man pages.
+# Like debian:bookworm-slim: minbase, no apt lists, docs, man pages or
+# translations, and dpkg told to leave them out of later installs too.
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 TAG=${1:-localhost/debian:bookworm-slim}
@@ -17,7 +18,17 @@ if [ ! -x "$DIR/rootfs/bin/sh" ]; then
   rm -rf "$DIR/rootfs"
   mkdir -p "$DIR"
   debootstrap --variant=minbase bookworm "$DIR/rootfs" "${mirror:-http://deb.debian.org/debian}"
-  rm -rf "$DIR"/rootfs/var/cache/apt/archives/*.deb "$DIR"/rootfs/var/lib/apt/lists/* \
-    "$DIR"/rootfs/usr/share/doc/* "$DIR"/rootfs/usr/share/man/* "$DIR"/rootfs/usr/share/info/*
 fi
+r="$DIR/rootfs"
+cat >"$r/etc/dpkg/dpkg.cfg.d/slim" <<'SLIM'
+path-exclude /usr/share/doc/*
+path-include /usr/share/doc/*/copyright
+path-exclude /usr/share/man/*
+path-exclude /usr/share/info/*
+path-exclude /usr/share/locale/*
+path-include /usr/share/locale/locale.alias
+SLIM
+find "$r/usr/share/doc" -mindepth 1 ! -name copyright ! -type d -delete 2>/dev/null || true
+find "$r/usr/share/locale" -mindepth 1 -maxdepth 1 ! -name locale.alias -exec rm -rf {} +
+rm -rf "$r"/var/cache/apt/* "$r"/var/lib/apt/lists/* "$r"/usr/share/man/* "$r"/usr/share/info/*
 tar -C "$DIR/rootfs" -c . | podman import --change 'CMD ["/bin/bash"]' - "$TAG"
