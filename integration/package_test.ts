@@ -421,3 +421,126 @@ Deno.test({
     }
   },
 });
+
+/** podman args that run a container here (runc where cgroups are hybrid: crun refuses them), or undefined. */
+async function podmanRuntime(): Promise<string[] | undefined> {
+  if (!isRoot()) return undefined;
+  const runtime = exists("/sys/fs/cgroup/cgroup.controllers") ? [] : ["--runtime", "runc"];
+  try {
+    return (await exec("podman", [...runtime, "info"])).code === 0 ? runtime : undefined;
+  } catch {
+    return undefined;
+  }
+}
+const PODMAN = await podmanRuntime();
+
+// PID 1 on this VM is not systemd, so systemd runs as PID 1 of a container
+// (integration/systemd-image.sh) and starts the real unit: its seccomp filter,
+// mount namespace and capabilities, not an imitation. --privileged only so
+// that systemd may set all of that up; the unit drops the rest.
+Deno.test({
+  name:
+    "unit: under systemd as PID 1 (podman --systemd), every tracer runs and the unit holds only its capabilities",
+  ignore: PODMAN === undefined,
+  fn: async () => {
+    await run("bash", ["integration/systemd-image.sh"]);
+    const dir = Deno.makeTempDirSync({ prefix: "huatuo-systemd-" });
+    const port = freePort();
+    Deno.writeTextFileSync(
+      `${dir}/huatuo-bamai.conf`,
+      Deno.readTextFileSync(`${ROOT}/huatuo-bamai.conf`)
+        .replace(/^\s*#\s*TCPAddr = ":19704"\s*$/m, `\tTCPAddr = "127.0.0.1:${port}"`),
+    );
+    Deno.writeTextFileSync(
+      `${dir}/sysconfig`,
+      "HUATUO_REGION=systemd\nHUATUO_OPTS=--disable-kubelet --disable-storage\n",
+    );
+    const name = `huatuo-systemd-${port}`;
+    const podman = (...args: string[]) => run("podman", [...PODMAN!, ...args]);
+    await podman(
+      "run",
+      "-d",
+      "--name",
+      name,
+      "--privileged",
+      "--systemd=always",
+      "--network",
+      "host",
+      "--ulimit",
+      "nofile=10000:10000",
+      "--ulimit",
+      "nproc=4096:4096",
+      "-v",
+      `${ROOT}/_output:/usr/lib/huatuo-bamai:ro`,
+      "-v",
+      `${UNIT}:/etc/systemd/system/huatuo-bamai.service:ro`,
+      "-v",
+      `${dir}/huatuo-bamai.conf:/etc/huatuo-bamai/huatuo-bamai.conf:ro`,
+      "-v",
+      `${dir}/sysconfig:/etc/sysconfig/huatuo-bamai:ro`,
+      "localhost/huatuo/systemd-test:latest",
+      "/sbin/init",
+    );
+    const url = `http://127.0.0.1:${port}`;
+    try {
+      let state = "";
+      for (let i = 0; i < 100 && !/^(running|degraded)/.test(state); i++) {
+        await new Promise((r) => setTimeout(r, 200));
+        state = (await exec("podman", [...PODMAN!, "exec", name, "systemctl", "is-system-running"])).text
+          .trim();
+      }
+      await podman("exec", name, "systemctl", "start", "huatuo-bamai.service");
+      let ready = 0;
+      for (let i = 0; i < 300 && ready !== 200; i++) {
+        await new Promise((r) => setTimeout(r, 100));
+        ready = await fetch(`${url}/readyz`).then(async (r) => (await r.body?.cancel(), r.status), () => 0);
+      }
+      const journal = () => podman("exec", name, "journalctl", "-u", "huatuo-bamai", "--no-pager");
+      assertEquals(ready, 200, await journal());
+      const tracers = (await fetch(`${url}/v1/tracers`).then((r) => r.json())).tracers as { state: string }[];
+      assert(tracers.length >= 16, JSON.stringify(tracers));
+      assertEquals(tracers.filter((t) => t.state !== "running"), [], await journal());
+      const metrics = await fetch(`${url}/metrics`).then((r) => r.text());
+      assertEquals(
+        metrics.split("\n").filter((l) => /^huatuo_bamai_scrape_collector_success\{.* 0$/.test(l)),
+        [],
+      );
+      const pid =
+        (await podman("exec", name, "systemctl", "show", "-p", "MainPID", "--value", "huatuo-bamai"))
+          .trim();
+      const status = await podman("exec", name, "cat", `/proc/${pid}/status`);
+      const want = unitCaps().reduce((m, c) => m | (1n << BigInt(CAP_BITS[c])), 0n);
+      for (const f of ["CapEff", "CapBnd", "CapAmb"]) {
+        assertEquals(BigInt("0x" + status.match(new RegExp(`^${f}:\\s+(\\w+)`, "m"))![1]), want, f);
+      }
+      assertMatch(status, /^NoNewPrivs:\s+1$/m);
+      assertMatch(status, /^Seccomp:\s+2$/m); // the SystemCallFilter is on
+      // The state dir is writable; the rest of the file system is not.
+      const rw = await podman(
+        "exec",
+        name,
+        "nsenter",
+        "-t",
+        pid,
+        "-m",
+        "sh",
+        "-c",
+        "touch /var/lib/huatuo-bamai/.w && echo STATE_RW; touch /usr/.w 2>/dev/null || echo USR_RO; touch /etc/.w 2>/dev/null || echo ETC_RO",
+      );
+      assertMatch(rw, /STATE_RW/);
+      assertMatch(rw, /USR_RO/);
+      assertMatch(rw, /ETC_RO/);
+      const live = await podman("exec", name, "systemd-analyze", "security", "huatuo-bamai.service");
+      console.log(live.split("\n").filter((l) => l.includes("Overall")).join("\n"));
+      // Stops cleanly within TimeoutStopSec.
+      await podman("exec", name, "systemctl", "stop", "huatuo-bamai.service");
+      const result =
+        (await podman("exec", name, "systemctl", "show", "-p", "Result", "--value", "huatuo-bamai"))
+          .trim();
+      assertEquals(result, "success");
+    } finally {
+      await exec("podman", [...PODMAN!, "rm", "-f", name]);
+      Deno.removeSync(dir, { recursive: true });
+    }
+  },
+});
