@@ -146,6 +146,7 @@ Deno.test("deploy: Kubernetes DaemonSet matches the agent's flags, config, route
   assertEquals(sc.privileged, false);
   assertEquals(sc.allowPrivilegeEscalation, false);
   assertEquals(sc.readOnlyRootFilesystem, true);
+  assertEquals(sc.seccompProfile.type, "RuntimeDefault");
   assertEquals(sc.capabilities.drop, ["ALL"]);
   assertEquals([...sc.capabilities.add].sort(), unitCaps());
   // Limits: the agent's [RuntimeCgroup] defaults.
@@ -342,7 +343,8 @@ Deno.test({
     assertMatch(ls, /oom\.o/);
     assert(!/\/usr\/bin\/(clang|npm|node|gcc|bpftool)/.test(ls), ls);
 
-    // Run it as the DaemonSet does: its capabilities, read-only root, host PID and network.
+    // Run it as the DaemonSet does: its capabilities, the runtime's default seccomp
+    // profile, read-only root, host PID and network.
     const dir = Deno.makeTempDirSync({ prefix: "huatuo-image-" });
     const port = freePort();
     Deno.writeTextFileSync(
@@ -368,8 +370,6 @@ Deno.test({
       ...caps.flatMap((c) => ["--cap-add", c]),
       "--security-opt",
       "no-new-privileges",
-      "--security-opt",
-      "seccomp=unconfined",
       "--read-only",
       "--tmpfs",
       "/tmp",
@@ -399,6 +399,12 @@ Deno.test({
         ready = await fetch(`${url}/readyz`).then(async (r) => (await r.body?.cancel(), r.status), () => 0);
       }
       assertEquals(ready, 200, await run("podman", ["logs", name]));
+      // The agent is under the default seccomp filter, with only the added capabilities.
+      const pid = (await run("podman", [...podman!, "inspect", name, "--format", "{{.State.Pid}}"])).trim();
+      const status = Deno.readTextFileSync(`/proc/${pid}/status`);
+      assertMatch(status, /^Seccomp:\s+2$/m);
+      assertMatch(status, /^NoNewPrivs:\s+1$/m);
+      assertEquals(BigInt("0x" + status.match(/^CapEff:\s+(\w+)/m)![1]), 0xc000280004n, status);
       const tracers = (await fetch(`${url}/v1/tracers`).then((r) => r.json())).tracers as Any[];
       assert(tracers.length >= 16);
       assertEquals(tracers.filter((t) => t.state !== "running"), [], await run("podman", ["logs", name]));
