@@ -98,7 +98,12 @@ Deno.test("RPM: files, requires, rpmlint, and the packaged agent runs", async ()
   const scripts = await run("rpm", ["-qp", "--scripts", rpm]);
   assert(!scripts.includes("%systemd"), `unexpanded macros in the scriptlets:\n${scripts}`);
   // rpmlint: no errors (packaging/huatuo-bamai.rpmlintrc says which are waived and why).
-  const lint = await exec("rpmlint", ["-r", `${ROOT}/packaging/huatuo-bamai.rpmlintrc`, rpm]);
+  const lint = await exec("rpmlint", [
+    "-r",
+    `${ROOT}/packaging/huatuo-bamai.rpmlintrc`,
+    `${ROOT}/huatuo-bamai.spec`,
+    rpm,
+  ]);
   assertMatch(lint.text, / 0 errors, /, lint.text);
 
   const root = Deno.makeTempDirSync({ prefix: "huatuo-rpm-" });
