@@ -7,7 +7,8 @@
 #     --secret id=ca,src=/etc/ssl/certs/ca-certificates.crt
 # Run: see deploy/kubernetes/daemonset.yaml and deploy/compose/docker-compose.yml; by hand:
 #   podman run --network host --pid host --cgroupns host \
-#     --cap-drop all --cap-add SYS_ADMIN,BPF,PERFMON,SYS_PTRACE,DAC_READ_SEARCH \
+#     --cap-drop all --cap-add SYS_ADMIN --cap-add BPF --cap-add PERFMON --cap-add SYS_PTRACE \
+#     --cap-add DAC_READ_SEARCH --security-opt no-new-privileges --read-only --tmpfs /tmp \
 #     -v /sys:/sys:ro -v /sys/fs/cgroup:/sys/fs/cgroup -v /sys/kernel/tracing:/sys/kernel/tracing \
 #     huatuo/huatuo-bamai:latest
 ARG BASE=debian:bookworm-slim
