@@ -6,6 +6,7 @@
 #   ./build.sh deps       install missing tools only
 #   ./build.sh bpf        compile the BPF objects only (bpf/*.bpf.c → _output/bpf/*.o)
 #   ./build.sh rpm        build, then an RPM with a systemd unit into _output/rpm/
+#                         (RPM_RELEASE=N sets its Release, default 1)
 #
 # Deno comes from the npm registry (package @deno/linux-<arch>-glibc, pinned
 # below) into .tools/ when a 2.9.x deno is not on PATH; system packages come
@@ -54,7 +55,8 @@ ensure_deno() {
       log "installing Deno $DENO_VERSION from the npm registry (@deno/linux-$arch-glibc)"
       local tmp
       tmp=$(mktemp -d)
-      (cd "$tmp" && npm pack --silent "@deno/linux-$arch-glibc@$DENO_VERSION" >/dev/null && tar xzf ./*.tgz)
+      # npm's stdout is the tarball name; its errors (stderr) stay visible.
+      (cd "$tmp" && npm pack "@deno/linux-$arch-glibc@$DENO_VERSION" >/dev/null && tar xzf ./*.tgz)
       mkdir -p "$(dirname "$DENO")"
       install -m 0755 "$tmp/package/deno" "$DENO"
       rm -rf "$tmp"
@@ -165,9 +167,14 @@ build_rpm() {
   need rpmbuild rpm
   local top="$OUT/rpm"
   rm -rf "$top"
+  # rpmbuild's own failure fails the build; only its absolute-symlink note is dropped.
+  local rc=0
   rpmbuild -bb "$ROOT/huatuo-bamai.spec" --quiet \
     --define "_sourcedir $ROOT" --define "_topdir $top/build" --define "_rpmdir $top" \
-    --define "_unitdir /usr/lib/systemd/system" 2>&1 | grep -v 'absolute symlink' >&2 || true
+    --define "_unitdir /usr/lib/systemd/system" --define "huatuo_release ${RPM_RELEASE:-1}" \
+    --define "carries_libbpf $([ -d "$OUT/single" ] && echo 1 || echo 0)" \
+    2> >(grep -v 'absolute symlink' >&2) || rc=$?
+  [ "$rc" = 0 ] || { log "rpmbuild failed ($rc)"; exit "$rc"; }
   rm -rf "$top/build"
   log "built $(ls "$top"/*/*.rpm)"
 }
