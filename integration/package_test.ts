@@ -154,7 +154,9 @@ Deno.test({
     const rel2 = await buildRpm(2);
     // Release 3 ships a changed default config: the admin's edit stays, the new one lands as .rpmnew.
     const src3 = Deno.makeTempDirSync({ prefix: "huatuo-src3-" });
-    for (const f of ["_output", "packaging", "README.md"]) Deno.symlinkSync(`${ROOT}/${f}`, `${src3}/${f}`);
+    for (const f of ["_output", "packaging", "deploy", "README.md"]) {
+      Deno.symlinkSync(`${ROOT}/${f}`, `${src3}/${f}`);
+    }
     Deno.writeTextFileSync(
       `${src3}/huatuo-bamai.conf`,
       Deno.readTextFileSync(`${ROOT}/huatuo-bamai.conf`) + "\n# release 3 default\n",
@@ -369,7 +371,8 @@ Deno.test({
         .split(
           "\n",
         )
-        .find((p) => /deno/.test(Deno.readTextFileSync(`/proc/${p}/cmdline`)))!;
+        // The runtime's process: `deno run --allow-all ...` (its argv[0] is the launcher's deno or the single file).
+        .find((p) => Deno.readTextFileSync(`/proc/${p}/cmdline`).includes("--allow-all"))!;
       const status = Deno.readTextFileSync(`/proc/${agentPid}/status`);
       assertEquals(BigInt("0x" + status.match(/^CapEff:\s+(\w+)/m)![1]), want, status);
       assertMatch(status, /^NoNewPrivs:\s+1$/m);
