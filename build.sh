@@ -123,6 +123,8 @@ ensure_test_deps() {
   need bpftrace bpftrace
   need gcc gcc
   need stress-ng stress-ng
+  # The CPU profiler's accuracy test and benchmark compare against perf record.
+  need perf linux-perf
 }
 
 # Tests attach tp/ programs, which libbpf resolves through tracefs; a fresh host

@@ -4,13 +4,15 @@
 //
 //   work spin  SECONDS        main -> hot_middle -> hot_leaf, in user space
 //   work sys   SECONDS        syscall loop: getppid, write to /dev/null
-//   work mix   SECONDS        kernel-heavy mix: read /dev/zero, write /dev/null, getppid, stat, open/close, pipe
+//   work mix   SECONDS        kernel-heavy mix: read /dev/zero, write /dev/null, getppid, stat,
+//                             open/close, a pipe, page faults
 //   work count SECONDS        hot_leaf for SECONDS, then prints the iterations done
 #include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <time.h>
@@ -71,8 +73,14 @@ __attribute__((noinline)) void mix_loop(void)
 		syscall(SYS_getppid);
 		stat("/", &st);
 		close(open("/dev/null", O_RDONLY));
-		if (write(p[1], buf, 512) < 0 || read(p[0], buf, 512) < 0)
+		if (write(p[1], buf, 16384) < 0 || read(p[0], buf, 16384) < 0)
 			exit(1);
+		char *m = mmap(NULL, 1 << 18, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		if (m == MAP_FAILED)
+			exit(1);
+		for (int i = 0; i < (1 << 18); i += 4096)
+			m[i] = 1; /* page faults: zeroed pages */
+		munmap(m, 1 << 18);
 	}
 }
 

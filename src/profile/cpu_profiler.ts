@@ -82,7 +82,14 @@ export interface CaptureStats {
   bpfRuns?: number;
 }
 
+/** A StackSample that also says where its kernel part begins. */
+export interface CpuStackSample extends StackSample {
+  /** How many of the last frames are kernel frames (0: sampled in user mode). */
+  readonly kernelFrames: number;
+}
+
 export interface CpuProfile extends Profile {
+  readonly samples: readonly CpuStackSample[];
   readonly stats: CaptureStats;
 }
 
@@ -137,17 +144,23 @@ export function assembleSamples(
   entries: readonly CountEntry[],
   kernelFrames: (id: number) => readonly string[] | undefined,
   userFrames: (tgid: number, id: number) => readonly string[] | undefined,
-): StackSample[] {
-  const merged = new Map<string, StackSample & { count: number }>();
+): CpuStackSample[] {
+  const merged = new Map<string, CpuStackSample & { count: number }>();
   for (const e of entries) {
     const user = e.userStackId >= 0 ? userFrames(e.tgid, e.userStackId) ?? [UNKNOWN_FRAME] : [];
     const kernel = e.kernelStackId >= 0 ? kernelFrames(e.kernelStackId) ?? [UNKNOWN_FRAME] : [];
     let frames = [...user].reverse().concat([...kernel].reverse());
     if (frames.length === 0) frames = [UNKNOWN_FRAME];
-    const key = `${e.tgid}\0${e.comm}\0${frames.join("\0")}`;
+    const key = `${e.tgid}\0${e.comm}\0${kernel.length}\0${frames.join("\0")}`;
     const s = merged.get(key);
     if (s) s.count += e.count;
-    else merged.set(key, { tgid: e.tgid, process: e.comm, frames, count: e.count });
+    else {merged.set(key, {
+        tgid: e.tgid,
+        process: e.comm,
+        frames,
+        count: e.count,
+        kernelFrames: kernel.length,
+      });}
   }
   return [...merged.values()].sort((a, b) => b.count - a.count);
 }
@@ -232,9 +245,10 @@ export class BpfCpuProfiler implements Profiler {
 
     const cpus = this.#onlineCpus();
     const samples = (req.durationMs / 1000) * hz * cpus.length;
-    // A stack id is a bucket of the stack map: a new stack whose bucket is taken is lost, so the map
-    // gets several buckets per stack it may hold (two per sample at most) up to its cap.
-    const stackEntries = mapEntries(samples, 8, 4096, this.#maxStackEntries);
+    // A stack id is a bucket of the stack map (a hash of the stack): a new stack whose bucket another
+    // stack holds is lost (-EEXIST), so the map gets several buckets per stack it may hold (two per
+    // sample at most), within its cap: k distinct stacks in n buckets lose about k²/2n of them.
+    const stackEntries = mapEntries(samples, 16, 16384, this.#maxStackEntries);
     const countEntries = mapEntries(samples, 1, 4096, 1 << 17);
     const notes: string[] = [];
     const links: BpfLink[] = [];
@@ -378,7 +392,7 @@ export class BpfCpuProfiler implements Profiler {
     }
   }
 
-  async #symbolize(entries: CountEntry[], stacks: Map<number, bigint[]>): Promise<StackSample[]> {
+  async #symbolize(entries: CountEntry[], stacks: Map<number, bigint[]>): Promise<CpuStackSample[]> {
     const kernel = new Map<number, string[]>();
     const userIds = new Map<number, Set<number>>();
     for (const e of entries) {
