@@ -16,6 +16,7 @@ import { parseCpuList } from "../host/cpulist.ts";
 import { readTextFileBoundedSync } from "../io/read.ts";
 import { UnsupportedError } from "../tracing/manager.ts";
 import type { Profile, Profiler, ProfileRequest, ProfileScope, StackSample } from "./profile.ts";
+import type { ElfSymbols } from "./elf.ts";
 import { Symbolizer, UNKNOWN_FRAME } from "./symbolize.ts";
 
 /** struct profile_key of bpf/cpu_profile.bpf.c: the key of profile_counts. */
@@ -406,9 +407,10 @@ export class BpfCpuProfiler implements Profiler {
       }
     }
     const user = new Map<string, string[]>();
+    const seen = new Map<string, ElfSymbols>();
     for (const [tgid, ids] of userIds) {
       const list = [...ids];
-      const named = await this.symbolizer.userStacks(tgid, list.map((id) => stacks.get(id) ?? []));
+      const named = await this.symbolizer.userStacks(tgid, list.map((id) => stacks.get(id) ?? []), seen);
       list.forEach((id, i) => user.set(`${tgid}:${id}`, named[i]));
     }
     return assembleSamples(entries, (id) => kernel.get(id), (tgid, id) => user.get(`${tgid}:${id}`));

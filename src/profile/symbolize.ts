@@ -57,6 +57,7 @@ import {
 } from "./maps.ts";
 
 export const UNKNOWN_FRAME = "[unknown]";
+const MAX_KERNEL_NAMES = 200_000;
 
 export interface SymbolizerOptions {
   /** Default "/proc". */
@@ -109,6 +110,7 @@ export class Symbolizer {
   readonly #byBuildId = new Map<string, ElfSymbols>();
   #cachedSymbols = 0;
   #vdso: ElfSymbols | undefined;
+  readonly #kernelNames = new Map<bigint, string>();
   readonly #stats = { filesParsed: 0, cacheHits: 0, fileErrors: 0, processesGone: 0 };
 
   constructor(opts: SymbolizerOptions = {}) {
@@ -133,15 +135,28 @@ export class Symbolizer {
    */
   kernelStack(addrs: readonly bigint[]): string[] {
     const k = this.#kernel();
-    return addrs.map((a, i) => k.resolve(i === 0 ? a : a - 1n)?.name ?? UNKNOWN_FRAME);
+    // Stacks share most frames: each address is looked up once (kernel text does not move).
+    if (this.#kernelNames.size > MAX_KERNEL_NAMES) this.#kernelNames.clear();
+    return addrs.map((a, i) => {
+      const at = i === 0 ? a : a - 1n;
+      let name = this.#kernelNames.get(at);
+      if (name === undefined) this.#kernelNames.set(at, name = k.resolve(at)?.name ?? UNKNOWN_FRAME);
+      return name;
+    });
   }
 
   /**
    * Names of the user stacks of process `pid`, innermost first, each stack
    * as given. A frame with no symbol shows its module ("[libc.so.6]"), a
-   * frame outside any file "[unknown]".
+   * frame outside any file "[unknown]". `seen` carries the files resolved
+   * for other processes of the same capture, by the device and inode their
+   * maps show: libc in fifty processes is opened once.
    */
-  async userStacks(pid: number, stacks: readonly (readonly bigint[])[]): Promise<string[][]> {
+  async userStacks(
+    pid: number,
+    stacks: readonly (readonly bigint[])[],
+    seen: Map<string, ElfSymbols> = new Map(),
+  ): Promise<string[][]> {
     let maps: Mapping[];
     try {
       maps = parseProcMaps(await readTextFileBounded(`${this.#proc}/${pid}/maps`, MAX_PROC_FILE_BYTES));
@@ -168,7 +183,10 @@ export class Symbolizer {
     }
     const elves = new Map<string, ElfSymbols>();
     await pool([...files], this.#concurrency, async ([key, m]) => {
-      elves.set(key, await this.#mapped(pid, m));
+      const inode = `${m.dev}:${m.inode}`;
+      let elf = seen.get(inode);
+      if (!elf) seen.set(inode, elf = await this.#mapped(pid, m));
+      elves.set(key, elf);
     });
     const perfMap = needPerfMap ? await this.#perfMap(pid) : undefined;
     const vdso = needVdso ? await this.#vdsoSymbols(pid, maps) : undefined;

@@ -102,6 +102,21 @@ Deno.test({
       assertEquals(again, [["hot_leaf"]]);
       assertEquals(s.stats.filesParsed, parsed);
       assert(s.stats.cacheHits > 0);
+      // Within one capture, a second process of the same files opens none of them again.
+      const twin = startWorkload(bin, "spin", { seconds: 30 });
+      try {
+        const twinMaps = await mapsOf(twin.pid);
+        const twinLeaf = runtimeAddress(bin, twinMaps, syms.get("hot_leaf")! + 5);
+        const seen = new Map();
+        await s.userStacks(child.pid, [[getppid, at("hot_leaf", 5)]], seen);
+        const opened = s.stats.cacheHits + s.stats.filesParsed;
+        const libcTwin = runtimeAddress(libc, twinMaps, libcSyms.get("getppid")! + 2);
+        const [[l, h]] = await s.userStacks(twin.pid, [[libcTwin, twinLeaf]], seen);
+        assertEquals([h, s.stats.cacheHits + s.stats.filesParsed], ["hot_leaf", opened]);
+        assert(["getppid", "__getppid"].includes(l));
+      } finally {
+        await stopWorkload(twin);
+      }
     } finally {
       await stopWorkload(child);
       await Deno.remove(dir, { recursive: true });
