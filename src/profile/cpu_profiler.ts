@@ -243,6 +243,14 @@ export class BpfCpuProfiler implements Profiler {
     const rodata = { ...scopeRodata(req.scope), include_idle: this.#includeIdle };
     req.signal?.throwIfAborted();
     requireLibbpf();
+    const object = `${this.#dir}/cpu_profile.o`;
+    try {
+      Deno.statSync(object);
+    } catch {
+      throw new Error(
+        `BPF object ${object} not found (build it with ./build.sh bpf, or point --bpf-dir at it)`,
+      );
+    }
 
     const cpus = this.#onlineCpus();
     const samples = (req.durationMs / 1000) * hz * cpus.length;
@@ -257,7 +265,7 @@ export class BpfCpuProfiler implements Profiler {
     let t = performance.now();
     try {
       try {
-        obj = BpfObject.openFile(`${this.#dir}/cpu_profile.o`, { btfCustomPath: this.#customBtf() });
+        obj = BpfObject.openFile(object, { btfCustomPath: this.#customBtf() });
         obj.setRodata(rodata);
         obj.map("profile_stacks").setMaxEntries(stackEntries);
         obj.map("profile_counts").setMaxEntries(countEntries);

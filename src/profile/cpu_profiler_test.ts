@@ -124,6 +124,7 @@ Deno.test("capture refuses bad requests before touching the kernel", async () =>
   await assertRejects(() => p.capture({ durationMs: 0, scope: host }), RangeError);
   await assertRejects(() => p.capture({ durationMs: Infinity, scope: host }), RangeError);
   await assertRejects(() => p.capture({ durationMs: 100, scope: { kind: "container" } }), RangeError);
+  await assertRejects(() => p.capture({ durationMs: 100, scope: host }), /not found|libbpf/);
   const aborted = AbortSignal.abort(new Error("shutting down"));
   await assertRejects(() => p.capture({ durationMs: 100, scope: host, signal: aborted }), /shutting down/);
 });
