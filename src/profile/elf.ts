@@ -169,6 +169,7 @@ export function sectionCounts(
 
 const latin1 = new TextDecoder("latin1");
 const utf8 = new TextDecoder();
+const encoder = new TextEncoder();
 
 /** The NUL-terminated string at `off` of a string table ("" when outside). */
 export function tableString(table: Uint8Array, off: number, decoder: TextDecoder = utf8): string {
@@ -247,20 +248,51 @@ export function chooseSymbolSection(sections: readonly SectionHeader[]): Section
     sections.find((s) => s.type === SHT_DYNSYM && s.size > 0);
 }
 
-/** Function symbols sorted by address, for binary search. */
+/**
+ * Function symbols sorted by address, for binary search. Names stay UTF-8
+ * bytes in one buffer, decoded on lookup: a JS string per symbol costs ~3x
+ * the memory, and a cache of tables holds a million symbols.
+ */
 export class SymbolTable {
   constructor(
     readonly starts: Float64Array,
     readonly ends: Float64Array,
-    readonly names: readonly string[],
+    /** Names, back to back; name i is bytes [nameStarts[i], nameStarts[i + 1]). */
+    readonly nameBytes: Uint8Array,
+    readonly nameStarts: Uint32Array,
     /** More function symbols were present than the cap allowed. */
     readonly truncated = false,
   ) {}
 
-  static readonly EMPTY = new SymbolTable(new Float64Array(0), new Float64Array(0), []);
+  /** A table of symbols given as strings (sorted by start). */
+  static of(
+    starts: Float64Array,
+    ends: Float64Array,
+    names: readonly string[],
+    truncated = false,
+  ): SymbolTable {
+    const encoded = names.map((n) => encoder.encode(n));
+    const nameStarts = new Uint32Array(names.length + 1);
+    for (let i = 0; i < encoded.length; i++) nameStarts[i + 1] = nameStarts[i] + encoded[i].length;
+    const bytes = new Uint8Array(nameStarts[names.length]);
+    encoded.forEach((b, i) => bytes.set(b, nameStarts[i]));
+    return new SymbolTable(starts, ends, bytes, nameStarts, truncated);
+  }
+
+  static readonly EMPTY = SymbolTable.of(new Float64Array(0), new Float64Array(0), []);
 
   get size(): number {
-    return this.names.length;
+    return this.starts.length;
+  }
+
+  /** Name of symbol `i` (in address order). */
+  name(i: number): string {
+    return utf8.decode(this.nameBytes.subarray(this.nameStarts[i], this.nameStarts[i + 1]));
+  }
+
+  /** Every name, in address order (for tests and small tables). */
+  get names(): string[] {
+    return Array.from({ length: this.size }, (_, i) => this.name(i));
   }
 
   /**
@@ -278,7 +310,7 @@ export class SymbolTable {
       if (s[mid] <= vaddr) lo = mid;
       else hi = mid - 1;
     }
-    return vaddr < this.ends[lo] ? this.names[lo] : undefined;
+    return vaddr < this.ends[lo] ? this.name(lo) : undefined;
   }
 }
 
@@ -332,18 +364,27 @@ export function parseSymbols(
   }
   const order = Uint32Array.from(offs.keys());
   order.sort((a, b) => starts[a] - starts[b] || sizes[b] - sizes[a] || ranks[a] - ranks[b]);
-  const nameOf = (k: number) => tableString(strtab, v.getUint32(offs[k], le));
-  const underscores = (name: string) => name.length - name.replace(/^_+/, "").length;
+  // A name: its [start, end) in the string table.
+  const nameAt = (k: number): [number, number] => {
+    const off = Math.min(v.getUint32(offs[k], le), strtab.length);
+    const end = strtab.indexOf(0, off);
+    return [off, end < 0 ? strtab.length : end];
+  };
+  const underscores = ([a, b]: [number, number]) => {
+    let i = a;
+    while (i < b && strtab[i] === 0x5f) i++;
+    return i - a;
+  };
   const keptStarts: number[] = [];
   const keptSizes: number[] = [];
   const limits: number[] = []; // section end, for symbols of size 0
-  const names: string[] = [];
+  const names: [number, number][] = [];
   let kept = -1; // the symbol kept last
   for (const k of order) {
     if (kept >= 0 && starts[kept] === starts[k]) {
       // An alias of the symbol just kept: at the same size and binding rank, the plainer name wins.
       if (sizes[k] === sizes[kept] && ranks[k] === ranks[kept]) {
-        const name = nameOf(k);
+        const name = nameAt(k);
         if (underscores(name) < underscores(names[names.length - 1])) names[names.length - 1] = name;
       }
       continue;
@@ -353,7 +394,7 @@ export function parseSymbols(
     keptSizes.push(sizes[k]);
     const sec = opts.sections?.[v.getUint16(offs[k] + 6, le)];
     limits.push(sec && sec.size > 0 ? sec.addr + sec.size : Infinity);
-    names.push(nameOf(k));
+    names.push(nameAt(k));
   }
   const st = Float64Array.from(keptStarts);
   const ends = new Float64Array(st.length);
@@ -361,7 +402,11 @@ export function parseSymbols(
     const next = i + 1 < st.length ? st[i + 1] : Infinity;
     ends[i] = keptSizes[i] > 0 ? st[i] + keptSizes[i] : Math.min(next, limits[i]);
   }
-  return new SymbolTable(st, ends, names, truncated);
+  const nameStarts = new Uint32Array(names.length + 1);
+  for (let i = 0; i < names.length; i++) nameStarts[i + 1] = nameStarts[i] + names[i][1] - names[i][0];
+  const nameBytes = new Uint8Array(nameStarts[names.length]);
+  names.forEach(([a, b], i) => nameBytes.set(strtab.subarray(a, b), nameStarts[i]));
+  return new SymbolTable(st, ends, nameBytes, nameStarts, truncated);
 }
 
 /** What symbolizing addresses in one ELF file needs. */

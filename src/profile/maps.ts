@@ -103,7 +103,7 @@ export function parsePerfMap(text: string, opts: ParsePerfMapOptions = {}): Symb
   }
   entries.sort((a, b) => a.start - b.start || b.line - a.line);
   const kept = entries.filter((e, i) => i === 0 || entries[i - 1].start !== e.start);
-  return new SymbolTable(
+  return SymbolTable.of(
     Float64Array.from(kept, (e) => e.start),
     Float64Array.from(kept, (e) => e.end),
     kept.map((e) => e.name),

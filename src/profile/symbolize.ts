@@ -66,11 +66,14 @@ export interface SymbolizerOptions {
   kernel?: () => KernelSymbols;
   /** ELF files larger than this are not read (their frames show the module name). Default 512 MiB. */
   maxElfBytes?: number;
-  /** A symbol or string table larger than this is not read. Default 128 MiB. */
+  /** A symbol or string table larger than this is not read (it is read whole, once). Default 64 MiB. */
   maxTableBytes?: number;
   /** Function symbols kept per file. Default 1,000,000. */
   maxSymbols?: number;
-  /** Symbols held by the cache across captures, over all files. Default 4,000,000. */
+  /**
+   * Symbols held by the cache across captures, over all files (~45 bytes each: names stay UTF-8 bytes).
+   * Default 1,000,000; the least recently used files go first.
+   */
   maxCachedSymbols?: number;
   /** Perf JIT maps larger than this are not read. Default 64 MiB. */
   maxPerfMapBytes?: number;
@@ -117,9 +120,9 @@ export class Symbolizer {
     this.#proc = opts.procRoot ?? "/proc";
     this.#kernel = opts.kernel ?? kernelSymbols;
     this.#maxElfBytes = opts.maxElfBytes ?? 512 * MiB;
-    this.#maxTableBytes = opts.maxTableBytes ?? 128 * MiB;
+    this.#maxTableBytes = opts.maxTableBytes ?? 64 * MiB;
     this.#maxSymbols = opts.maxSymbols ?? 1_000_000;
-    this.#maxCachedSymbols = opts.maxCachedSymbols ?? 4_000_000;
+    this.#maxCachedSymbols = opts.maxCachedSymbols ?? 1_000_000;
     this.#maxPerfMapBytes = opts.maxPerfMapBytes ?? 64 * MiB;
     this.#debugDir = opts.debugDir ?? "/usr/lib/debug/.build-id";
     this.#concurrency = Math.max(1, opts.concurrency ?? 8);
@@ -326,6 +329,7 @@ export class Symbolizer {
     }
   }
 
+  // A table known under two identities (a copy of a file, found by build-id) counts twice: an overestimate.
   #remember(identity: string, elf: ElfSymbols): void {
     this.#byFile.set(identity, elf);
     this.#cachedSymbols += elf.symbols.size;

@@ -182,12 +182,13 @@ Deno.test({
         let got = 0;
         while (got < image.length) got += (await mem.read(image.subarray(got))) ?? image.length;
         const elf = parseElf(image);
-        const fn = elf.symbols.names.findIndex((n) => /clock_gettime/.test(n));
-        assert(fn >= 0, `vdso functions: ${elf.symbols.names}`);
+        const names = elf.symbols.names;
+        const fn = names.findIndex((n) => /clock_gettime/.test(n));
+        assert(fn >= 0, `vdso functions: ${names}`);
         const addr = BigInt(
           vdso.start + elf.symbols.starts[fn] - elf.loads[0].vaddr + elf.loads[0].offset + 1,
         );
-        assertEquals(await s.userStacks(child.pid, [[addr]]), [[elf.symbols.names[fn]]]);
+        assertEquals(await s.userStacks(child.pid, [[addr]]), [[names[fn]]]);
       }
     } finally {
       await Deno.remove(perfMap).catch(() => {});
