@@ -47,19 +47,24 @@ Deno.test({
   async fn() {
     const dir = await Deno.makeTempDir({ prefix: "huatuo-prof-perf-" });
     const bin = await buildWorkload(dir);
+    // Two per CPU: on a shared host the load's share of the CPUs (so its sample count, so the
+    // stability of the ranking) grows with its number of tasks.
     const cpus = navigator.hardwareConcurrency;
-    const load = Array.from({ length: cpus }, (_, cpu) => startWorkload(bin, "mix", { seconds: 30, cpu }));
+    const load = Array.from(
+      { length: 2 * cpus },
+      (_, i) => startWorkload(bin, "mix", { seconds: 30, cpu: i % cpus }),
+    );
     try {
       await new Promise((r) => setTimeout(r, 300));
       const data = `${dir}/perf.data`;
-      // Both sample the same 5 s: perf record runs `sleep 5` while we capture 5 s.
+      // Both sample the same 8 s: perf record runs `sleep 8` while we capture 8 s.
       const recording = new Deno.Command(perf!, {
-        args: ["record", "-F", "99", "-a", "-g", "-o", data, "--", "sleep", "5"],
+        args: ["record", "-F", "99", "-a", "-g", "-o", data, "--", "sleep", "8"],
         stdout: "null",
         stderr: "piped",
       }).output();
       const ours = await new BpfCpuProfiler({ bpfDir: OUT }).capture({
-        durationMs: 5000,
+        durationMs: 8000,
         scope: { kind: "host" },
       });
       const rec = await recording;
@@ -72,7 +77,8 @@ Deno.test({
       }).output();
       assert(report.success, `perf report: ${new TextDecoder().decode(report.stderr)}`);
       const theirs = parsePerfReport(new TextDecoder().decode(report.stdout)).slice(0, 10);
-      const mine = kernelSelf(ours, new Set(load.map((c) => c.pid))).slice(0, 10);
+      const pids = new Set(load.map((c) => c.pid));
+      const mine = kernelSelf(ours, pids).slice(0, 10);
       const overlap = mine.filter((m) => theirs.some((t) => t.sym === m.sym)).map((m) => m.sym);
       console.log(
         `  ours: ${ours.total} samples (${ours.lost} lost), ${ours.stats.clock}; top-10 kernel self of the load:`,
@@ -82,7 +88,10 @@ Deno.test({
         `  perf record -F 99 -a -g; perf report --no-children --comms work --sort sym, top-10 [k]:`,
       );
       console.log(fmt(theirs));
-      console.log(`  overlap: ${overlap.length} of 10 (${overlap.join(", ")})`);
+      const loadSamples = ours.samples.filter((x) => pids.has(x.tgid)).reduce((n, x) => n + x.count, 0);
+      console.log(
+        `  overlap: ${overlap.length} of 10 (${overlap.join(", ")}); ${loadSamples} samples of the load`,
+      );
       assert(theirs.length >= 5, `perf reported only ${theirs.length} kernel symbols`);
       assert(overlap.length >= 5, `top-10 overlap ${overlap.length} < 5`);
     } finally {
