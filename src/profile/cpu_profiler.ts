@@ -17,6 +17,7 @@ import { readTextFileBoundedSync } from "../io/read.ts";
 import { UnsupportedError } from "../tracing/manager.ts";
 import type { Profile, Profiler, ProfileRequest, ProfileScope, StackSample } from "./profile.ts";
 import type { ElfSymbols } from "./elf.ts";
+import type { Mapping } from "./maps.ts";
 import { Symbolizer, UNKNOWN_FRAME } from "./symbolize.ts";
 
 /** struct profile_key of bpf/cpu_profile.bpf.c: the key of profile_counts. */
@@ -36,6 +37,10 @@ export const DEFAULT_FREQUENCY_HZ = 99;
 export const MAX_FREQUENCY_HZ = 10_000;
 /** Captures are for minutes at most: a trigger wants its answer while the anomaly lasts. */
 export const MAX_DURATION_MS = 10 * 60_000;
+/** How often a capture looks for processes it has not seen (their maps are kept in case they exit). */
+const SNAPSHOT_EVERY_MS = 1000;
+/** Processes whose maps one capture keeps at most. */
+const MAX_SNAPSHOTS = 4096;
 
 export type SamplingClock = "cpu-clock" | "cycles";
 
@@ -283,7 +288,8 @@ export class BpfCpuProfiler implements Profiler {
       const attachMs = performance.now() - t;
 
       const started = performance.now();
-      await sleep(req.durationMs, req.signal);
+      const snapshots = new Map<number, Mapping[]>();
+      await this.#sample(obj, req, snapshots);
       for (const l of links) l.destroy(); // sampling stops here
       const durationMs = performance.now() - started;
 
@@ -295,7 +301,7 @@ export class BpfCpuProfiler implements Profiler {
       const readMs = performance.now() - t;
 
       t = performance.now();
-      const profileSamples = await this.#symbolize(read.entries, read.stacks);
+      const profileSamples = await this.#symbolize(read.entries, read.stacks, snapshots);
       const symbolizeMs = performance.now() - t;
 
       const total = profileSamples.reduce((n, s) => n + s.count, 0);
@@ -401,7 +407,29 @@ export class BpfCpuProfiler implements Profiler {
     }
   }
 
-  async #symbolize(entries: CountEntry[], stacks: Map<number, bigint[]>): Promise<CpuStackSample[]> {
+  // Waits out the capture; every SNAPSHOT_EVERY_MS keeps the executable mappings of processes seen for
+  // the first time, so the user stacks of those that exit before the end still resolve.
+  async #sample(obj: BpfObject, req: ProfileRequest, snapshots: Map<number, Mapping[]>): Promise<void> {
+    const end = performance.now() + req.durationMs;
+    const counts = obj.map("profile_counts");
+    for (;;) {
+      const left = end - performance.now();
+      if (left <= 0) return;
+      await sleep(Math.min(left, SNAPSHOT_EVERY_MS), req.signal);
+      if (end - performance.now() <= 0 || snapshots.size >= MAX_SNAPSHOTS) continue;
+      const batch = counts.lookupBatch();
+      const fresh = newProcesses(batch.keys, batch.count, snapshots);
+      for (const tgid of fresh.slice(0, MAX_SNAPSHOTS - snapshots.size)) {
+        snapshots.set(tgid, await this.symbolizer.executableMaps(tgid) ?? []);
+      }
+    }
+  }
+
+  async #symbolize(
+    entries: CountEntry[],
+    stacks: Map<number, bigint[]>,
+    snapshots: ReadonlyMap<number, Mapping[]>,
+  ): Promise<CpuStackSample[]> {
     const kernel = new Map<number, string[]>();
     const userIds = new Map<number, Set<number>>();
     for (const e of entries) {
@@ -418,7 +446,13 @@ export class BpfCpuProfiler implements Profiler {
     const seen = new Map<string, ElfSymbols>();
     for (const [tgid, ids] of userIds) {
       const list = [...ids];
-      const named = await this.symbolizer.userStacks(tgid, list.map((id) => stacks.get(id) ?? []), seen);
+      const snapshot = snapshots.get(tgid);
+      const named = await this.symbolizer.userStacks(
+        tgid,
+        list.map((id) => stacks.get(id) ?? []),
+        seen,
+        snapshot,
+      );
       list.forEach((id, i) => user.set(`${tgid}:${id}`, named[i]));
     }
     return assembleSamples(entries, (id) => kernel.get(id), (tgid, id) => user.get(`${tgid}:${id}`));
@@ -459,6 +493,19 @@ function readProfileMaps(obj: BpfObject): ProfileMaps {
     lostBy.push(lost.lookup(slot, perCpu) ? Number(sumPerCpu(perCpu)) : 0);
   }
   return { entries, stacks, lostCounts: lostBy[0], lostStacks: lostBy[1] };
+}
+
+/** Processes of profile_counts keys with a user stack that `known` does not hold yet. */
+export function newProcesses(keys: Uint8Array, count: number, known: ReadonlyMap<number, unknown>): number[] {
+  const v = new DataView(keys.buffer, keys.byteOffset, keys.byteLength);
+  const fresh = new Set<number>();
+  for (let i = 0; i < count; i++) {
+    const o = i * PROFILE_KEY.size;
+    const tgid = v.getUint32(o + PROFILE_KEY.fields.tgid, true);
+    const user = v.getInt32(o + PROFILE_KEY.fields.user_stack_id, true);
+    if (tgid !== 0 && user >= 0 && !known.has(tgid)) fresh.add(tgid);
+  }
+  return [...fresh];
 }
 
 /** Resolves after `ms`, or rejects with the signal's reason when it aborts first. */

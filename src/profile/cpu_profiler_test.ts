@@ -22,6 +22,7 @@ import {
   decodeCounts,
   decodeStack,
   mapEntries,
+  newProcesses,
   PROFILE_KEY,
   samplingAttr,
   scopeRodata,
@@ -92,6 +93,17 @@ Deno.test("assembleSamples: root first (user, then kernel), same-named stacks me
     { tgid: 11, process: "kthread", frames: ["do_syscall_64", "vfs_write"], count: 1, kernelFrames: 2 },
     { tgid: 10, process: "app", frames: [UNKNOWN_FRAME, UNKNOWN_FRAME], count: 1, kernelFrames: 1 },
   ]);
+});
+
+Deno.test("newProcesses: tgids with a user stack not seen yet, once each", () => {
+  const keys = new Uint8Array(4 * PROFILE_KEY.size);
+  const v = new DataView(keys.buffer);
+  [[10, 1], [11, -1], [10, 2], [0, 3]].forEach(([tgid, user], i) => {
+    v.setUint32(i * PROFILE_KEY.size, tgid, true);
+    v.setInt32(i * PROFILE_KEY.size + 8, user, true);
+  });
+  assertEquals(newProcesses(keys, 4, new Map()), [10]); // 11: a kernel thread; 0: idle
+  assertEquals(newProcesses(keys, 4, new Map([[10, []]])), []);
 });
 
 Deno.test("scopeRodata, mapEntries, samplingAttr: what the kernel is handed", () => {
@@ -230,6 +242,31 @@ Deno.test({
     } finally {
       await stopWorkload(spin);
       await stopWorkload(sys);
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
+
+Deno.test({
+  name: "capture: a process that exits mid-capture keeps its user frames (maps kept while it ran)",
+  ignore: kernelSkip !== undefined,
+  async fn() {
+    const dir = await Deno.makeTempDir({ prefix: "huatuo-prof-" });
+    const bin = await buildWorkload(dir);
+    const brief = startWorkload(bin, "spin", { seconds: 2 }); // alarm(2) ends it
+    try {
+      const p = await new BpfCpuProfiler({ bpfDir: OUT }).capture({
+        durationMs: 3500,
+        scope: { kind: "host" },
+      });
+      assert(!(await brief.status).success, "ended by SIGALRM before the capture did");
+      const mine = samplesOf(p, brief.pid);
+      const named = mine.filter((s) => hasRun(s.frames, ["main", "hot_middle", "hot_leaf"]));
+      const n = (xs: typeof mine) => xs.reduce((k, s) => k + s.count, 0);
+      console.log(`  exited process: ${n(named)} of ${n(mine)} samples in main → hot_middle → hot_leaf`);
+      assert(n(mine) > 20 && n(named) > n(mine) * 0.8, `${n(named)} of ${n(mine)}`);
+    } finally {
+      await stopWorkload(brief);
       await Deno.remove(dir, { recursive: true });
     }
   },

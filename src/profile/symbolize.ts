@@ -15,9 +15,13 @@
 // Anonymous executable memory (JITs) resolves through /tmp/perf-<pid>.map,
 // read in the process's own mount and pid namespaces.
 //
-// A process that exited before its stacks were symbolized has no maps left:
-// its user frames are "[unknown]". Stacks come from frame pointers, so code
-// built without them gives short user stacks.
+// A process that exits before its stacks are symbolized has no maps left: the
+// profiler keeps the executable mappings of each process it sees while it
+// samples, and an exited process's files then resolve through their host
+// paths when the inode still matches (host processes; a container's root is
+// gone with its last process), else its user frames are "[unknown]". Stacks
+// come from frame pointers, so code built without them gives short user
+// stacks.
 
 import { type KernelSymbols, kernelSymbols } from "../bpf/ksyms.ts";
 import { MAX_PROC_FILE_BYTES } from "../host/fs.ts";
@@ -159,13 +163,18 @@ export class Symbolizer {
     pid: number,
     stacks: readonly (readonly bigint[])[],
     seen: Map<string, ElfSymbols> = new Map(),
+    snapshot?: readonly Mapping[],
   ): Promise<string[][]> {
-    let maps: Mapping[];
+    let maps: readonly Mapping[];
+    let gone = false;
     try {
       maps = parseProcMaps(await readTextFileBounded(`${this.#proc}/${pid}/maps`, MAX_PROC_FILE_BYTES));
     } catch {
       this.#stats.processesGone++;
-      return stacks.map((s) => s.map(() => UNKNOWN_FRAME));
+      if (!snapshot) return stacks.map((s) => s.map(() => UNKNOWN_FRAME));
+      // Exited: its maps as read while it ran; its files by their paths on the host, when the inode matches.
+      maps = snapshot;
+      gone = true;
     }
     // Where every frame lies; then each file needed is loaded once.
     const where = stacks.map((s) =>
@@ -188,11 +197,11 @@ export class Symbolizer {
     await pool([...files], this.#concurrency, async ([key, m]) => {
       const inode = `${m.dev}:${m.inode}`;
       let elf = seen.get(inode);
-      if (!elf) seen.set(inode, elf = await this.#mapped(pid, m));
+      if (!elf) seen.set(inode, elf = await this.#mapped(pid, m, gone));
       elves.set(key, elf);
     });
-    const perfMap = needPerfMap ? await this.#perfMap(pid) : undefined;
-    const vdso = needVdso ? await this.#vdsoSymbols(pid, maps) : undefined;
+    const perfMap = needPerfMap && !gone ? await this.#perfMap(pid) : undefined;
+    const vdso = needVdso && !gone ? await this.#vdsoSymbols(pid, maps) : this.#vdso;
     return where.map((s) =>
       s.map(({ addr, map }) => {
         if (map && isFileBacked(map)) return fileFrame(addr, map, elves.get(fileKey(map)) ?? NO_SYMBOLS);
@@ -203,12 +212,25 @@ export class Symbolizer {
     );
   }
 
-  // The symbols of the file behind mapping `m` of `pid`.
-  async #mapped(pid: number, m: Mapping): Promise<ElfSymbols> {
+  /**
+   * The executable mappings of `pid` now (undefined when it is gone): kept
+   * while a capture runs for processes that may exit before it ends.
+   */
+  async executableMaps(pid: number): Promise<Mapping[] | undefined> {
+    try {
+      const maps = parseProcMaps(await readTextFileBounded(`${this.#proc}/${pid}/maps`, MAX_PROC_FILE_BYTES));
+      return maps.filter((m) => m.perms[2] === "x");
+    } catch {
+      return undefined;
+    }
+  }
+
+  // The symbols of the file behind mapping `m` of `pid` (`gone`: the process exited, only the host path is left).
+  async #mapped(pid: number, m: Mapping, gone = false): Promise<ElfSymbols> {
     const viaRoot = `${this.#proc}/${pid}/root${m.path}`;
     const viaMapFiles = `${this.#proc}/${pid}/map_files/${m.start.toString(16)}-${m.end.toString(16)}`;
-    // The root path only when it still holds the mapped inode.
-    const candidates = m.deleted ? [viaMapFiles] : [viaRoot, viaMapFiles];
+    // The root path only when it still holds the mapped inode; map_files is the mapped file itself.
+    const candidates = gone ? [m.path] : m.deleted ? [viaMapFiles] : [viaRoot, viaMapFiles];
     for (const [i, path] of candidates.entries()) {
       let file: Deno.FsFile;
       try {
@@ -218,7 +240,7 @@ export class Symbolizer {
       }
       try {
         const st = await file.stat();
-        const last = i === candidates.length - 1;
+        const last = i === candidates.length - 1 && !gone;
         if (st.ino !== null && st.ino !== m.inode && !last) continue;
         return await this.#load(file, st);
       } finally {

@@ -154,6 +154,32 @@ Deno.test({
 });
 
 Deno.test({
+  name: "userStacks: an exited process resolves through the executable maps kept while it ran (host paths)",
+  ignore: skip !== undefined,
+  async fn() {
+    const dir = await Deno.makeTempDir({ prefix: "huatuo-sym-" });
+    const bin = await buildWorkload(dir);
+    const child = startWorkload(bin, "spin", { seconds: 30 });
+    try {
+      const maps = await mapsOf(child.pid);
+      const leaf = runtimeAddress(bin, maps, nm(bin).get("hot_leaf")! + 5);
+      const s = new Symbolizer();
+      const kept = await s.executableMaps(child.pid);
+      assert(kept && kept.length > 0 && kept.every((m) => m.perms[2] === "x"));
+      await stopWorkload(child);
+      assertEquals(await s.userStacks(child.pid, [[leaf, 0x10n]], new Map(), kept), [[
+        "hot_leaf",
+        UNKNOWN_FRAME,
+      ]]);
+      assertEquals(await s.executableMaps(child.pid), undefined);
+    } finally {
+      await stopWorkload(child);
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
+
+Deno.test({
   name: "userStacks: anonymous code resolves through /tmp/perf-<pid>.map; the vDSO through its own ELF image",
   ignore: skip !== undefined,
   async fn() {
