@@ -213,8 +213,9 @@ Deno.test({
         `${p.total} samples, ~${expected} expected`,
       );
       assertEquals(p.total, p.samples.reduce((n, s) => n + s.count, 0));
-      // Stacks whose bucket of the stack map another stack took are lost: a few at most.
-      assert(p.lost <= Math.max(2, p.total * 0.01), `${p.lost} lost`);
+      // A stack whose bucket of the stack map another stack took is lost: ~k²/2n of k stacks in n
+      // buckets (a few here, by chance more).
+      assert(p.lost <= Math.max(5, p.total * 0.05), `${p.lost} lost`);
       assert(p.samples.every((s) => s.tgid !== 0), "no idle samples by default");
 
       const spinning = samplesOf(p, spin.pid);
