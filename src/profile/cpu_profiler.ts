@@ -55,7 +55,10 @@ export interface CpuProfilerOptions {
   clock?: SamplingClock | "auto";
   /** Shared across captures: its cache keeps parsed ELF symbol tables. */
   symbolizer?: Symbolizer;
-  /** Upper bound of the stack map's entries (~1 KiB of kernel memory each while capturing). Default 32768. */
+  /**
+   * Upper bound of the stacks the stack map holds (~1 KiB of kernel memory each while capturing; it gets
+   * twice as many buckets). Default 32768.
+   */
   maxStackEntries?: number;
   /** Where sysfs is (the online CPU list). Default "/sys". */
   sysRoot?: string;
@@ -75,6 +78,7 @@ export interface CaptureStats {
   /** Reading the count and stack maps. */
   readMs: number;
   symbolizeMs: number;
+  /** max_entries of the stack map (stacks it holds; its buckets: the next power of two). */
   stackEntries: number;
   countEntries: number;
   /** Distinct keys read, and distinct stacks among them. */
@@ -261,8 +265,10 @@ export class BpfCpuProfiler implements Profiler {
     const samples = (req.durationMs / 1000) * hz * cpus.length;
     // A stack id is a bucket of the stack map (a hash of the stack): a new stack whose bucket another
     // stack holds is lost (-EEXIST), so the map gets several buckets per stack it may hold (two per
-    // sample at most), within its cap: k distinct stacks in n buckets lose about k²/2n of them.
-    const stackEntries = mapEntries(samples, 16, 16384, this.#maxStackEntries);
+    // sample at most), within its cap: k distinct stacks in n buckets lose about k²/2n of them. The
+    // kernel preallocates max_entries stacks (~1 KiB each) but makes max_entries rounded up to a
+    // power of two buckets (8 bytes each): 2^m + 1 entries give twice the buckets for one more stack.
+    const stackEntries = mapEntries(samples, 16, 16384, this.#maxStackEntries) + 1;
     const countEntries = mapEntries(samples, 1, 4096, 1 << 17);
     const notes: string[] = [];
     const links: BpfLink[] = [];
