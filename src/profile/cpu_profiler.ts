@@ -3,9 +3,11 @@
 // exists), stacks and counts aggregated in the kernel, read once at the end
 // and symbolized here.
 //
-// Each capture loads its own object (a few ms, most of it preallocating the
-// stack map: see bench/RESULTS.md) and releases it, its links and its perf
-// fds before returning, so nothing stays in the kernel between captures.
+// Each capture loads its own object (20-40 ms: libbpf reads the kernel's BTF
+// for CO-RE, the verifier runs, the stack map is preallocated; see
+// bench/RESULTS.md) and releases it, its links and its perf fds before
+// returning, so nothing stays in the kernel between captures. A stack holds
+// up to 127 frames (PROFILE_STACK_DEPTH in C, perf's default maximum).
 
 import { BpfError, type BpfLink, BpfObject, type BpfProgram, bpfStatsEnabled } from "../../ffi/libbpf.ts";
 import { close, ENODEV, ErrnoError, perfEventOpen } from "../../ffi/libc.ts";
@@ -28,8 +30,6 @@ export const PROFILE_KEY = recordLayout("cpu_profile.o", "profile_key", 28, {
   comm: 12,
 });
 
-/** Frames a stack holds at most (PROFILE_STACK_DEPTH in C, perf's default maximum). */
-export const PROFILE_STACK_DEPTH = 127;
 const LOST_SLOTS = 2;
 
 /** `perf record -F 99`: a prime rate, off any timer the workload runs on. */
