@@ -426,7 +426,7 @@ export class BpfCpuProfiler implements Profiler {
       const batch = counts.lookupBatch();
       const fresh = newProcesses(batch.keys, batch.count, snapshots);
       for (const tgid of fresh.slice(0, MAX_SNAPSHOTS - snapshots.size)) {
-        snapshots.set(tgid, await this.symbolizer.executableMaps(tgid) ?? []);
+        snapshots.set(tgid, this.symbolizer.executableMaps(tgid) ?? []);
       }
     }
   }

@@ -25,7 +25,7 @@
 
 import { type KernelSymbols, kernelSymbols } from "../bpf/ksyms.ts";
 import { MAX_PROC_FILE_BYTES } from "../host/fs.ts";
-import { MiB, readTextFileBounded } from "../io/read.ts";
+import { MiB, readTextFileBounded, readTextFileBoundedSync } from "../io/read.ts";
 import {
   chooseSymbolSection,
   ELF_HEADER_SIZE,
@@ -168,7 +168,7 @@ export class Symbolizer {
     let maps: readonly Mapping[];
     let gone = false;
     try {
-      maps = parseProcMaps(await readTextFileBounded(`${this.#proc}/${pid}/maps`, MAX_PROC_FILE_BYTES));
+      maps = parseProcMaps(readProcText(`${this.#proc}/${pid}/maps`));
     } catch {
       this.#stats.processesGone++;
       if (!snapshot) return stacks.map((s) => s.map(() => UNKNOWN_FRAME));
@@ -216,9 +216,9 @@ export class Symbolizer {
    * The executable mappings of `pid` now (undefined when it is gone): kept
    * while a capture runs for processes that may exit before it ends.
    */
-  async executableMaps(pid: number): Promise<Mapping[] | undefined> {
+  executableMaps(pid: number): Mapping[] | undefined {
     try {
-      const maps = parseProcMaps(await readTextFileBounded(`${this.#proc}/${pid}/maps`, MAX_PROC_FILE_BYTES));
+      const maps = parseProcMaps(readProcText(`${this.#proc}/${pid}/maps`));
       return maps.filter((m) => m.perms[2] === "x");
     } catch {
       return undefined;
@@ -368,7 +368,7 @@ export class Symbolizer {
   async #perfMap(pid: number): Promise<SymbolTable | undefined> {
     let nsPid = pid;
     try {
-      nsPid = namespacePid(await readTextFileBounded(`${this.#proc}/${pid}/status`, MAX_PROC_FILE_BYTES)) ??
+      nsPid = namespacePid(readProcText(`${this.#proc}/${pid}/status`)) ??
         pid;
     } catch {
       return undefined;
@@ -397,6 +397,15 @@ export class Symbolizer {
       return undefined;
     }
   }
+}
+
+/**
+ * A /proc file of a process, read synchronously: procfs text is generated in
+ * memory (it never waits on a disk), and a capture reads one or two per
+ * process, where the async calls' round trips cost more than the reads.
+ */
+function readProcText(path: string): string {
+  return readTextFileBoundedSync(path, MAX_PROC_FILE_BYTES);
 }
 
 // One key per file: its several mappings (text, data, ...) share one table.

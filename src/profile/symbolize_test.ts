@@ -164,14 +164,14 @@ Deno.test({
       const maps = await mapsOf(child.pid);
       const leaf = runtimeAddress(bin, maps, nm(bin).get("hot_leaf")! + 5);
       const s = new Symbolizer();
-      const kept = await s.executableMaps(child.pid);
+      const kept = s.executableMaps(child.pid);
       assert(kept && kept.length > 0 && kept.every((m) => m.perms[2] === "x"));
       await stopWorkload(child);
       assertEquals(await s.userStacks(child.pid, [[leaf, 0x10n]], new Map(), kept), [[
         "hot_leaf",
         UNKNOWN_FRAME,
       ]]);
-      assertEquals(await s.executableMaps(child.pid), undefined);
+      assertEquals(s.executableMaps(child.pid), undefined);
     } finally {
       await stopWorkload(child);
       await Deno.remove(dir, { recursive: true });
