@@ -133,6 +133,8 @@ ensure_test_deps() {
   need debootstrap debootstrap
   # Renders the SVG flame graphs in src/profile/flamegraph_svg_test.ts.
   need chromium chromium
+  # The CPU profiler's accuracy test and benchmark compare against perf record.
+  need perf linux-perf
 }
 
 # Tests attach tp/ programs, which libbpf resolves through tracefs; a fresh host

@@ -34,6 +34,7 @@ import { fixMallocThresholds, mallocTrim } from "../../ffi/libc.ts";
 import type { HttpTransport } from "../server/transport.ts";
 import { httpCollector } from "../server/metrics.ts";
 import { agentConfig } from "./config.ts";
+import { BpfCpuProfiler } from "../profile/cpu_profiler.ts";
 import { autotracingTracers, buildFeatures, documentTracers } from "./features.ts";
 import { startApiServer } from "./server.ts";
 import { AutoTracingRegistry } from "../autotracing/registry.ts";
@@ -107,12 +108,12 @@ function assemble(config: Config, opts: CliOptions, log: Logger, cgroup: Runtime
   store.check();
   const es = startEsStorage(config, { disableStorage: opts.disableStorage, log });
   const events = createEventSink({ hostname: host, region: opts.region, store, hub, log, es, containers });
-  // AutoTracing triggers register here for POST /v1/autotracing/{name}. cpusys and cpuidle profile with the
-  // BPF CPU profiler (src/profile/cpu_profiler.ts), passed as `profiler` once it is in the tree; without one
-  // they report "unsupported".
+  // AutoTracing triggers register here for POST /v1/autotracing/{name}; cpusys and cpuidle profile with the
+  // in-process BPF CPU profiler, from the same objects as every tracer (a directory or the single file's).
   const autotracing = new AutoTracingRegistry();
+  const profiler = new BpfCpuProfiler({ bpfDir: bpf.dir, kernelBtf: bpf.kernelBtf, objects: bpf.objects });
   const registry = buildFeatures(
-    { fs, config, log, bpf, events, containers, autotracing },
+    { fs, config, log, bpf, events, containers, autotracing, profiler },
     { host, region: opts.region },
     tracers,
   );

@@ -7,6 +7,7 @@ import { Btf, BTF_KIND } from "../../ffi/btf.ts";
 import { assert, assertEquals } from "../../testing/assert.ts";
 import type { RecordLayout } from "./record.ts";
 import { CPU_STACK_RECORD } from "../events/kernel_stacks.ts";
+import { PROFILE_KEY } from "../profile/cpu_profiler.ts";
 import { DROP_RECORD } from "../features/dropwatch/tracer.ts";
 import { RECLAIM_RECORD } from "../features/memory_reclaim_events/memory_reclaim_events.ts";
 import { NET_RX_RECORD } from "../features/net_rx_latency/net_rx_latency.ts";
@@ -26,6 +27,7 @@ export const RECORD_LAYOUTS: readonly RecordLayout[] = [
   HUNGTASK_RECORD,
   NET_RX_RECORD,
   OOM_RECORD,
+  PROFILE_KEY,
   RAS_RECORD,
   RECLAIM_RECORD,
   SOFTIRQ_RECORD,
