@@ -346,9 +346,10 @@ export interface LoopDevice {
 export async function loopDevice(
   c: Cleanup,
   bytes: number,
-  opts: { directIo?: boolean } = {},
+  opts: { directIo?: boolean; dir?: string } = {},
 ): Promise<LoopDevice> {
-  const file = Deno.makeTempFileSync({ prefix: "huatuo-it-", suffix: ".img" });
+  // dir: where the backing file lives (e.g. /dev/shm, so the loop's own work never waits on a disk).
+  const file = Deno.makeTempFileSync({ prefix: "huatuo-it-", suffix: ".img", dir: opts.dir });
   c.defer(`remove ${file}`, () => Deno.removeSync(file));
   Deno.truncateSync(file, bytes);
   // directIo: the loop writes through to the backing disk instead of the page cache, so its requests
