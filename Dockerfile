@@ -28,7 +28,8 @@ RUN --mount=type=secret,id=ca \
     ./build.sh
 # Only what the agent runs: no test objects, no compile log.
 RUN mkdir -p /dist/bpf \
- && cp -a _output/bin _output/lib /dist/ \
+ && cp -a _output/bin /dist/ \
+ && if [ -d _output/lib ]; then cp -a _output/lib /dist/; fi \
  && cp -a _output/bpf/*.o /dist/bpf/ \
  && cp huatuo-bamai.conf /dist/
 
@@ -43,7 +44,8 @@ LABEL org.opencontainers.image.title="huatuo-bamai" \
       org.opencontainers.image.url="https://huatuo.tech" \
       org.opencontainers.image.vendor="huatuo-bamai developers"
 SHELL ["/bin/bash", "-eo", "pipefail", "-c"]
-# libbpf1: dlopened by the agent (libbpf.so.1). Nothing else: the HEALTHCHECK uses bash.
+# libbpf1: dlopened by a `deno compile` agent (the single file carries its own).
+# Nothing else: the HEALTHCHECK uses bash.
 RUN apt-get update \
  && apt-get install -y --no-install-recommends libbpf1 \
  && rm -rf /var/lib/apt/lists/* /var/cache/apt/* /var/log/apt /var/log/dpkg.log

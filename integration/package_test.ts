@@ -321,7 +321,8 @@ for m in $(findmnt -rn -o TARGET | sort -u); do
 done
 mount -o remount,bind,ro /sys
 mount --bind /proc/sys /proc/sys && mount -o remount,bind,ro /proc/sys
-mount -t tmpfs -o mode=1777 tmpfs /tmp
+# PrivateTmp, unless the checkout itself is under /tmp (a fresh clone there): a tmpfs would hide the binary.
+case "$state" in /tmp/*) ;; *) mount -t tmpfs -o mode=1777 tmpfs /tmp ;; esac
 mount -t tmpfs -o ro tmpfs /home
 mount -t tmpfs -o ro tmpfs /root
 cd "$state"
