@@ -12,7 +12,7 @@ import type { Logger } from "../log/logger.ts";
 import type { Tracer } from "../tracing/manager.ts";
 import type { ContainerRegistry } from "../pod/container.ts";
 import type { Collector } from "../core/collector.ts";
-import { mergeCollectors } from "./shared/container_part.ts";
+import { mergeCollectors } from "./common/container_part.ts";
 import type { Profiler } from "../profile/profile.ts";
 import type { AutoTracer } from "../autotracing/tracer.ts";
 import type { AutoTracingRegistry } from "../autotracing/registry.ts";

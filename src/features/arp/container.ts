@@ -7,7 +7,7 @@ import type { ContainerRegistry } from "../../pod/container.ts";
 import type { Collector } from "../../core/collector.ts";
 import type { FeatureContext } from "../feature.ts";
 import { gauge } from "../../core/sample.ts";
-import { perNetns } from "../shared/netns.ts";
+import { perNetns } from "../common/netns.ts";
 
 export function arpContainer({ fs }: FeatureContext, containers: ContainerRegistry): Collector {
   return {

@@ -10,7 +10,7 @@ import { containerLabels, type ContainerRegistry } from "../../pod/container.ts"
 import type { Collector } from "../../core/collector.ts";
 import type { FeatureContext } from "../feature.ts";
 import { gauge, type Sample } from "../../core/sample.ts";
-import { controllerDir, perContainer, requireCgroupFile } from "../shared/cgroup.ts";
+import { controllerDir, perContainer, requireCgroupFile } from "../common/cgroup.ts";
 import { containerFeature } from "../feature.ts";
 
 export interface CpuBandwidthStat {

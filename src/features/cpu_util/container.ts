@@ -36,7 +36,7 @@ import {
   readCgroupFile,
   requireCgroupFile,
   USER_HZ,
-} from "../shared/cgroup.ts";
+} from "../common/cgroup.ts";
 
 /** Cumulative CPU time of a cgroup, nanoseconds. */
 export interface CpuUsage {

@@ -32,7 +32,7 @@ import {
   readCores,
   readCpuUsage,
 } from "../cpu_util/container.ts";
-import { hostCpusSync, perContainer } from "../shared/cgroup.ts";
+import { hostCpusSync, perContainer } from "../common/cgroup.ts";
 import { autotracingFeature } from "../feature.ts";
 
 export type CpuIdleConfig = Config["AutoTracing"]["CPUIdle"];

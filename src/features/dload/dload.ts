@@ -31,8 +31,8 @@ import { AutoTracer } from "../../autotracing/tracer.ts";
 import { type CaptureResult, type Firing, round2, type Trigger } from "../../autotracing/trigger.ts";
 import { UnsupportedError } from "../../tracing/manager.ts";
 import { MAX_TASKS, taskDir } from "../loadavg/container.ts";
-import { parseIdList, parseTaskState, perContainer, requireCgroupFile } from "../shared/cgroup.ts";
-import { compileIssues, type KnownIssue, matchIssue } from "../shared/issues.ts";
+import { parseIdList, parseTaskState, perContainer, requireCgroupFile } from "../common/cgroup.ts";
+import { compileIssues, type KnownIssue, matchIssue } from "../common/issues.ts";
 import { autotracingFeature } from "../feature.ts";
 
 export type DloadConfig = Config["AutoTracing"]["Dload"];

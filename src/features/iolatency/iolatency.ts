@@ -20,8 +20,8 @@ import { type Container, containerLabels, controllerLookup } from "../../pod/con
 import { listBlockDisks, parseIoServicedDevices, parseIoStatDevices } from "../../host/blkio.ts";
 import { metricsFeature } from "../feature.ts";
 import { gauge, type Labels, type Sample } from "../../core/sample.ts";
-import { CgroupKeyJoin, type Matched } from "../shared/bpf_join.ts";
-import { controllerDir, perContainer, readCgroupFile } from "../shared/cgroup.ts";
+import { CgroupKeyJoin, type Matched } from "../common/bpf_join.ts";
+import { controllerDir, perContainer, readCgroupFile } from "../common/cgroup.ts";
 
 export const IOLAT_ZONES = 6;
 const KINDS = ["q2c", "d2c"] as const;

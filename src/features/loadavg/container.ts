@@ -20,7 +20,7 @@ import {
   parseTaskState,
   perContainer,
   requireCgroupFile,
-} from "../shared/cgroup.ts";
+} from "../common/cgroup.ts";
 
 export const MAX_TASKS = 4096;
 

@@ -19,7 +19,7 @@ import {
   parseSingleInt,
   perContainer,
   readCgroupFile,
-} from "../shared/cgroup.ts";
+} from "../common/cgroup.ts";
 import { containerFeature } from "../feature.ts";
 
 /** v1 memory.failcnt + memory.oom_control → events, each only when its file exists. */

@@ -8,7 +8,7 @@ import { BpfTracer } from "../../bpf/tracer.ts";
 import { containerLabels, controllerLookup } from "../../pod/container.ts";
 import { metricsFeature } from "../feature.ts";
 import { gauge, type Sample } from "../../core/sample.ts";
-import { CgroupKeyJoin, type Matched, u64Key } from "../shared/bpf_join.ts";
+import { CgroupKeyJoin, type Matched, u64Key } from "../common/bpf_join.ts";
 
 export interface MemcgReclaim {
   count: number;

@@ -10,7 +10,7 @@ import type { Collector } from "../../core/collector.ts";
 import type { FeatureContext } from "../feature.ts";
 import { NameFilter } from "../../metrics/filter.ts";
 import { gauge, type Sample } from "../../core/sample.ts";
-import { controllerDir, perContainer, readCgroupFile } from "../shared/cgroup.ts";
+import { controllerDir, perContainer, readCgroupFile } from "../common/cgroup.ts";
 
 export function memoryVmstatContainer(ctx: FeatureContext, containers: ContainerRegistry): Collector {
   const cfg = ctx.config.MetricCollector.Vmstat;

@@ -26,7 +26,7 @@ import type { Tracer, TracerContext } from "../../tracing/manager.ts";
 import type { EventSink } from "../../events/sink.ts";
 import { eventsFeature, type FeatureContext } from "../feature.ts";
 import { containerEventFields } from "../../pod/container.ts";
-import { compileIssues, type KnownIssue, matchIssue } from "../shared/issues.ts";
+import { compileIssues, type KnownIssue, matchIssue } from "../common/issues.ts";
 
 export const NET_RX_LATENCY = "net_rx_latency";
 

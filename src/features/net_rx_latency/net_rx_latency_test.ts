@@ -10,7 +10,7 @@ import { defaultConfig } from "../../config/schema.ts";
 import { silentLogger } from "../../log/logger.ts";
 import { assert, assertEquals, assertThrows } from "../../../testing/assert.ts";
 import type { EventInput } from "../../events/sink.ts";
-import { compileIssues, matchIssue } from "../shared/issues.ts";
+import { compileIssues, matchIssue } from "../common/issues.ts";
 import {
   issueContext,
   NET_RX_IMPLEMENTATIONS,

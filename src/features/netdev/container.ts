@@ -10,7 +10,7 @@ import type { Collector } from "../../core/collector.ts";
 import type { FeatureContext } from "../feature.ts";
 import { NameFilter } from "../../metrics/filter.ts";
 import { netdevSamples } from "./samples.ts";
-import { perNetns } from "../shared/netns.ts";
+import { perNetns } from "../common/netns.ts";
 
 export function netdevContainer({ fs, config }: FeatureContext, containers: ContainerRegistry): Collector {
   const cfg = config.MetricCollector.NetdevStats;

@@ -11,7 +11,7 @@ import { ErrnoError } from "../../../ffi/libc.ts";
 import { DCB_PRIORITIES, type IeeePfc } from "../../host/dcbnl.ts";
 import { readDcbPfc } from "../../host/rtnetlink_read.ts";
 import { counter, type Sample } from "../../core/sample.ts";
-import { OnceLog } from "../shared/once_log.ts";
+import { OnceLog } from "../common/once_log.ts";
 import { metricsFeature } from "../feature.ts";
 
 /** Reads one device's PFC state (the real socket, or captured replies in tests). */

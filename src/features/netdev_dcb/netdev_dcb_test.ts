@@ -9,7 +9,7 @@ import { readDcbPfc } from "../../host/rtnetlink_read.ts";
 import type { Logger } from "../../log/logger.ts";
 import { silentLogger } from "../../log/logger.ts";
 import { Registry } from "../../metrics/registry.ts";
-import { OnceLog } from "../shared/once_log.ts";
+import { OnceLog } from "../common/once_log.ts";
 import { netdevDcbSamples, type PfcReader } from "./netdev_dcb.ts";
 
 const DIR = new URL("../../../fixtures/netlink/", import.meta.url);

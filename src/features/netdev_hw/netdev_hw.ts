@@ -9,9 +9,9 @@
 import { ethtoolDriverInfo, ethtoolStats } from "../../../ffi/netlink.ts";
 import { exists, type HostFs, readProcTextSync } from "../../host/fs.ts";
 import { hwRxDropped } from "../../host/netdev_hw.ts";
-import { parseSingleInt } from "../shared/cgroup.ts";
+import { parseSingleInt } from "../common/cgroup.ts";
 import { gauge, type Sample } from "../../core/sample.ts";
-import { OnceLog } from "../shared/once_log.ts";
+import { OnceLog } from "../common/once_log.ts";
 import { metricsFeature } from "../feature.ts";
 
 /** How the agent asks a device for its driver and ethtool counters (a fake in tests). */

@@ -8,7 +8,7 @@ import { hwRxDropped, perQueueSum } from "../../host/netdev_hw.ts";
 import { parseEthtoolStatValues, parseEthtoolStrings } from "../../../ffi/netlink.ts";
 import type { Logger } from "../../log/logger.ts";
 import { silentLogger } from "../../log/logger.ts";
-import { OnceLog } from "../shared/once_log.ts";
+import { OnceLog } from "../common/once_log.ts";
 import { type EthtoolSource, netdevHwSamples, SIOCETHTOOL_SOURCE } from "./netdev_hw.ts";
 
 const ROOT = new URL("../../../", import.meta.url).pathname;

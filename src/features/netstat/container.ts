@@ -8,7 +8,7 @@ import type { Collector } from "../../core/collector.ts";
 import type { FeatureContext } from "../feature.ts";
 import { NameFilter } from "../../metrics/filter.ts";
 import { NETSTAT_SOURCES, netstatSamples } from "./samples.ts";
-import { perNetns } from "../shared/netns.ts";
+import { perNetns } from "../common/netns.ts";
 
 export function netstatContainer({ fs, config }: FeatureContext, containers: ContainerRegistry): Collector {
   const filter = new NameFilter(

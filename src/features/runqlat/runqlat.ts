@@ -9,7 +9,7 @@ import { hashZones, sumPerCpuZones } from "../../bpf/zones.ts";
 import { containerLabels, controllerLookup } from "../../pod/container.ts";
 import { metricsFeature } from "../feature.ts";
 import { gauge, type Sample } from "../../core/sample.ts";
-import { CgroupKeyJoin, type Matched, u64Key } from "../shared/bpf_join.ts";
+import { CgroupKeyJoin, type Matched, u64Key } from "../common/bpf_join.ts";
 
 export const RUNQLAT_ZONES = 4;
 

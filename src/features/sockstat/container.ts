@@ -8,7 +8,7 @@ import type { ContainerRegistry } from "../../pod/container.ts";
 import type { Collector } from "../../core/collector.ts";
 import type { FeatureContext } from "../feature.ts";
 import { sockstatSamples } from "./samples.ts";
-import { perNetns } from "../shared/netns.ts";
+import { perNetns } from "../common/netns.ts";
 
 const perNamespace = (_proto: string, key: string) => key !== "mem";
 
