@@ -27,6 +27,7 @@ import { recordLayout, RecordReader, TASK_COMM_LEN } from "../bpf/record.ts";
 import { type HostFs, MAX_PROC_FILE_BYTES } from "../host/fs.ts";
 import { readTextFileBounded } from "../io/read.ts";
 import { formatTracerTime, localOffsetMinutes } from "../core/document.ts";
+import { fieldsAfterComm } from "../host/pid_stat.ts";
 
 // ---------------------------------------------------------------------------
 // cpus_stack
@@ -263,7 +264,7 @@ export function parseTaskStat(text: string): TaskStat | undefined {
   const close = text.lastIndexOf(") ");
   if (open <= 0 || close < open) return undefined;
   const tid = Number(text.slice(0, open));
-  const state = text.charAt(close + 2);
+  const state = fieldsAfterComm(text)?.[0]?.charAt(0) ?? "";
   if (!Number.isInteger(tid) || tid <= 0 || !/[A-Za-z]/.test(state)) return undefined;
   return { tid, comm: text.slice(open + 2, close), state };
 }

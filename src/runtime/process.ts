@@ -5,6 +5,7 @@
 import type { Collector } from "../core/collector.ts";
 import { counter, gauge, type Sample } from "../core/sample.ts";
 import { readProcText } from "../host/fs.ts";
+import { fieldsAfterComm, statField } from "../host/pid_stat.ts";
 
 /** Linux reports process times in USER_HZ = 100 ticks per second on every architecture we run on. */
 const USER_HZ = 100;
@@ -19,13 +20,13 @@ export interface ProcStat {
 
 /** /proc/<pid>/stat: fields after the parenthesised comm, which may itself hold spaces and parentheses. */
 export function parseProcStat(text: string): ProcStat {
-  const close = text.lastIndexOf(")");
-  if (close < 0) throw new Error("garbled /proc/self/stat: no comm");
-  // After ") " the third field (state) is index 0; utime is field 14, so index 11.
-  const f = text.slice(close + 2).trim().split(" ");
+  const f = fieldsAfterComm(text);
+  if (!f) throw new Error("garbled /proc/self/stat: no comm");
   const num = (field: number) => {
-    const v = Number(f[field - 3]);
-    if (!Number.isFinite(v)) throw new Error(`garbled /proc/self/stat: field ${field} is ${f[field - 3]}`);
+    const v = Number(statField(f, field));
+    if (!Number.isFinite(v)) {
+      throw new Error(`garbled /proc/self/stat: field ${field} is ${statField(f, field)}`);
+    }
     return v;
   };
   return {

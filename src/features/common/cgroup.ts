@@ -9,6 +9,7 @@ import { describeFsError, type HostFs, MAX_PROC_FILE_BYTES, SourceError } from "
 import { readTextFileBoundedSync } from "../../io/read.ts";
 import { Slicer } from "../../host/slicer.ts";
 import { parseCpuList } from "../../host/cpulist.ts";
+import { fieldsAfterComm, statField } from "../../host/pid_stat.ts";
 
 /** The container's cgroup directory was removed (the container was deleted): skip it silently. */
 export class ContainerGone extends Error {
@@ -129,9 +130,8 @@ export function cfsCores(quota: number, period: number, path: string): number | 
 
 /** The state letter of a /proc/<pid>/stat line (after the last ")": comm may hold anything). */
 export function parseTaskState(text: string, path: string): string {
-  const close = text.lastIndexOf(")");
-  const state = close >= 0 ? text.charAt(close + 2) : "";
-  if (state === "" || text.charAt(close + 1) !== " ") {
+  const state = fieldsAfterComm(text)?.[0]?.charAt(0) ?? "";
+  if (state === "") {
     throw new SourceError(path, `no state after the command name in ${JSON.stringify(text.slice(0, 80))}`);
   }
   return state;
@@ -139,11 +139,9 @@ export function parseTaskState(text: string, path: string): string {
 
 /** Start time of a process in clock ticks since boot: field 22 of /proc/<pid>/stat. */
 export function parseStartTicks(text: string, path: string): number {
-  const close = text.lastIndexOf(")");
-  // Fields after comm start at field 3 (state); starttime is field 22.
-  const fields = text.slice(close + 2).trim().split(" ");
-  const v = fields[22 - 3];
-  if (close < 0 || v === undefined || !/^\d+$/.test(v)) {
+  const fields = fieldsAfterComm(text);
+  const v = fields && statField(fields, 22);
+  if (v === undefined || !/^\d+$/.test(v)) {
     throw new SourceError(path, "no start time (field 22)");
   }
   return Number(v);
